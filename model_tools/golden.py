@@ -1,0 +1,127 @@
+"""The golden engine: runs an :class:`~model_tools.ir.IntegerNetwork` with integer arithmetic only.
+
+Everything inside the layer loop is int64 numpy (vectorised over the batch); float appears only in
+the input quantizer's comparisons with float32 thresholds and in the host-side dequantization of the
+last stage. The hardware must reproduce :func:`run_integer` bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import ThresherError
+from .ir import Conv, Dense, IntegerNetwork, MaxPool, Thresholds
+
+__all__ = ["run", "run_integer", "quantize_input", "forward", "apply_thresholds", "dequantize",
+           "conv2d", "dense", "maxpool2d"]
+
+
+def apply_thresholds(t: Thresholds, v: np.ndarray) -> np.ndarray:
+    """Multi-threshold activation of ``v`` (B, C, ...) along channel axis 1; returns int64 values."""
+    out = np.empty(v.shape, dtype=np.int64)
+    per_channel = t.channels > 1
+    for c in range(v.shape[1] if per_channel else 1):
+        sel = (slice(None), c) if per_channel else (slice(None),)
+        x = v[sel] * t.direction[c] if t.direction[c] < 0 else v[sel]
+        # count of thresholds <= x, i.e. #{j : x >= T[j]} (thresholds ascending)
+        count = np.searchsorted(t.values[c], x, side="right")
+        out[sel] = t.offset + t.step * count
+    return out
+
+
+def quantize_input(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
+    """Raw float input (B, *input_shape) to the integer tensor (B, *input.out_shape)."""
+    x = np.asarray(x, dtype=np.float32)
+    q = apply_thresholds(net.input.thresholds, x)
+    return q.reshape((x.shape[0],) + net.input.out_shape)
+
+
+def _pad(a: np.ndarray, pads, value) -> np.ndarray:
+    top, left, bottom, right = pads
+    if not any(pads):
+        return a
+    return np.pad(a, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+
+
+def _windows(a: np.ndarray, kernel, stride) -> np.ndarray:
+    """(B, C, H, W) -> (B, C, Ho, Wo, kh, kw) view of every window."""
+    kh, kw = kernel
+    sh, sw = stride
+    win = np.lib.stride_tricks.sliding_window_view(a, (kh, kw), axis=(2, 3))
+    return win[:, :, ::sh, ::sw]
+
+
+def conv2d(layer: Conv, a: np.ndarray) -> np.ndarray:
+    """Integer convolution, (B, Cin, H, W) -> accumulators (B, Cout, Ho, Wo)."""
+    win = _windows(_pad(a, layer.pads, 0), layer.kernel, layer.stride)
+    ho, wo = layer.out_shape[1:]
+    win = win[:, :, :ho, :wo]
+    # (B, Cin, Ho, Wo, kh, kw) x (Cout, Cin, kh, kw) -> (B, Ho, Wo, Cout)
+    y = np.tensordot(win, layer.weights, axes=([1, 4, 5], [1, 2, 3]))
+    return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+
+
+def dense(layer: Dense, a: np.ndarray) -> np.ndarray:
+    """Integer matrix-vector product on the C-order flattening of each sample."""
+    return a.reshape(a.shape[0], -1) @ layer.weights.T
+
+
+def maxpool2d(layer: MaxPool, a: np.ndarray) -> np.ndarray:
+    """Max pooling of integer activations; padding is the dtype's minimum, so it never wins."""
+    padded = _pad(a, layer.pads, np.iinfo(np.int64).min)
+    win = _windows(padded, layer.kernel, layer.stride)
+    ho, wo = layer.out_shape[1:]
+    return win[:, :, :ho, :wo].max(axis=(4, 5))
+
+
+def forward(net: IntegerNetwork, q: np.ndarray, *, keep: bool = False):
+    """Run the integer layers on quantized input ``q``; with ``keep`` return every stage's output."""
+    a = np.asarray(q, dtype=np.int64)
+    stages = []
+    for layer in net.layers:
+        if isinstance(layer, Conv):
+            a = conv2d(layer, a)
+        elif isinstance(layer, Dense):
+            a = dense(layer, a)
+        else:
+            a = maxpool2d(layer, a)
+        if not isinstance(layer, MaxPool) and layer.activation is not None:
+            a = apply_thresholds(layer.activation, a)
+        if keep:
+            stages.append(a)
+    return stages if keep else a
+
+
+def _check_input(net: IntegerNetwork, x) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise ThresherError(f"input has dtype {x.dtype}; expected numbers")
+    if x.shape[1:] != net.input_shape:
+        want = "(batch, " + ", ".join(map(str, net.input_shape)) + ")"
+        raise ThresherError(f"input has shape {x.shape}; the model expects {want}")
+    x = x.astype(np.float32)
+    if np.isnan(x).any():
+        first = tuple(int(i) for i in np.argwhere(np.isnan(x))[0])
+        raise ThresherError(f"input contains NaN (first at index {first})")
+    return x
+
+
+def run_integer(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
+    """Raw input batch -> the last stage's integers (B, *net.last_shape): what the hardware returns."""
+    x = _check_input(net, x)
+    return forward(net, quantize_input(net, x))
+
+
+def dequantize(net: IntegerNetwork, v: np.ndarray) -> np.ndarray:
+    """The last stage's integers (B, *net.last_shape) -> the model's float32 output."""
+    v = np.asarray(v)
+    shape = (v.shape[0], -1) + (1,) * (v.ndim - 2)
+    scale = net.output.scale.reshape(shape)
+    bias = net.output.bias.reshape(shape)
+    out = scale * v.astype(np.float64) + bias
+    return out.astype(np.float32).reshape((v.shape[0],) + net.output_shape)
+
+
+def run(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
+    """Raw input batch (B, *input_shape) -> the model's output (B, *output_shape), float32."""
+    return dequantize(net, run_integer(net, x))

@@ -1,0 +1,447 @@
+"""The integer network: the small, immutable representation every other part of thresher reads.
+
+The fold (``model_tools.fold``) produces it from an imported QONNX model; the golden engine
+(``model_tools.golden``), the hardware generator (``hw``) and the simulators (``sim``) consume it.
+
+Semantics (per sample; tensors are NCHW without the batch axis, channel axis first):
+
+* :class:`InputQuantizer` turns the raw model input (float32) into integers by comparing each raw
+  value with float32 thresholds (exact for every float32 input: the thresholds are found by
+  bisection over float32 of the reference's own pre-processing and quantizer, evaluated in float32).
+* :class:`Conv` / :class:`Dense` compute exact integer accumulators
+  ``y[c] = sum_k w[c, k] * a[k]`` (a dense layer first flattens its input in C order), zero padding
+  meaning an activation *value* of 0. Their optional :class:`Thresholds` turn ``y`` into the next
+  integer activation; without one the layer outputs ``y`` itself (the last layer).
+* :class:`MaxPool` takes the maximum of integer activation values (padding never wins).
+* :class:`Dequant` maps the last stage's integers to the model's float output:
+  ``out[c] = scale[c] * v[c] + bias[c]``, then the result is reshaped to ``output_shape``.
+
+Activation values are the *true* integers of the reference (e.g. -1, 0, +1 for a narrow signed 2-bit
+quantizer), ``offset + step * count``; hardware that works on counts folds the offset into the next
+layer itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from .errors import ThresherError
+
+__all__ = [
+    "Thresholds", "InputQuantizer", "Conv", "Dense", "MaxPool", "Dequant", "IntegerNetwork",
+    "Layer", "signed_bits",
+]
+
+
+def signed_bits(lo: int, hi: int) -> int:
+    """Bits of a two's-complement signal that holds every integer in ``[lo, hi]``."""
+    lo, hi = int(lo), int(hi)
+    bits = 1
+    while not (-(1 << (bits - 1)) <= lo and hi <= (1 << (bits - 1)) - 1):
+        bits += 1
+    return bits
+
+
+def _frozen_array(a, dtype) -> np.ndarray:
+    a = np.array(a, dtype=dtype)  # a private copy
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=False)
+class Thresholds:
+    """A per-channel multi-threshold activation.
+
+    ``count[c] = #{ j : direction[c] * v >= values[c, j] }`` and the output is
+    ``offset + step * count``.
+
+    Attributes
+    ----------
+    values : ndarray, shape (C, L)
+        Ascending per row; ``int64`` on accumulators, ``float32`` on the raw input. ``C`` is the
+        number of channels, or 1 when one set of thresholds applies to every channel.
+    direction : ndarray of int8, shape (C,)
+        +1, or -1 for a channel whose scale is negative (compare the negated value).
+    offset : int
+        The output value for ``count == 0``.
+    step : int
+        1 for integer quantizers, 2 for bipolar (-1/+1) outputs.
+    """
+
+    values: np.ndarray
+    direction: np.ndarray
+    offset: int
+    step: int = 1
+
+    def __post_init__(self):
+        dtype = np.float32 if np.asarray(self.values).dtype.kind == "f" else np.int64
+        values = _frozen_array(self.values, dtype)
+        if values.ndim != 2:
+            raise ValueError(f"threshold values must be 2-D (channels, levels), not {values.shape}")
+        direction = _frozen_array(self.direction, np.int8)
+        if direction.shape != (values.shape[0],) or not np.all(np.abs(direction) == 1):
+            raise ValueError(f"direction must be +-1 per channel, not {direction!r}")
+        if values.shape[1] and np.any(np.diff(values, axis=1) < 0):
+            raise ValueError("threshold values must be ascending along each channel")
+        if self.step < 1:
+            raise ValueError(f"step must be positive, not {self.step!r}")
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "direction", direction)
+        object.__setattr__(self, "offset", int(self.offset))
+        object.__setattr__(self, "step", int(self.step))
+
+    @property
+    def channels(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def levels(self) -> int:
+        """Number of thresholds per channel (outputs take ``levels + 1`` values)."""
+        return self.values.shape[1]
+
+    @property
+    def out_range(self) -> tuple[int, int]:
+        return self.offset, self.offset + self.step * self.levels
+
+    @property
+    def out_signed(self) -> bool:
+        return self.offset < 0
+
+    @property
+    def out_bits(self) -> int:
+        """Bits of the output value (signed if it can be negative)."""
+        lo, hi = self.out_range
+        return signed_bits(lo, hi) if lo < 0 else max(1, int(hi).bit_length())
+
+    @property
+    def count_bits(self) -> int:
+        """Bits of the count ``0 .. levels`` that a comparator bank produces."""
+        return max(1, int(self.levels).bit_length())
+
+
+@dataclass(frozen=True, eq=False)
+class InputQuantizer:
+    """Raw model input (float32) to integer activations, by float32 thresholds.
+
+    The thresholds apply per channel (axis 0 of ``in_shape``) or to every value (C == 1). The
+    integer tensor is then reshaped to ``out_shape`` (the model may flatten before quantizing).
+    """
+
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    thresholds: Thresholds
+
+    def __post_init__(self):
+        object.__setattr__(self, "in_shape", tuple(int(d) for d in self.in_shape))
+        object.__setattr__(self, "out_shape", tuple(int(d) for d in self.out_shape))
+        if self.thresholds.values.dtype != np.float32:
+            raise ValueError("input thresholds are float32 values on the raw input")
+
+    @property
+    def out_range(self) -> tuple[int, int]:
+        return self.thresholds.out_range
+
+    def integer_thresholds(self, lo: int, hi: int) -> Thresholds:
+        """The same quantizer for raw inputs known to be integers in ``[lo, hi]`` (e.g. 0..255 pixels).
+
+        ``x >= t`` for an integer ``x`` is ``x >= ceil(t)``; thresholds are clamped into the range of
+        ``direction * x`` plus one, so that the result is exact for every integer in range.
+        """
+        t = self.thresholds
+        values = np.empty(t.values.shape, dtype=np.int64)
+        for c in range(t.channels):
+            d = int(t.direction[c])
+            vlo, vhi = (lo, hi) if d > 0 else (-hi, -lo)
+            with np.errstate(invalid="ignore"):
+                ceil = np.ceil(t.values[c].astype(np.float64))
+            ceil = np.where(np.isneginf(ceil), vlo, np.where(np.isposinf(ceil), vhi + 1, ceil))
+            values[c] = np.clip(ceil, vlo, vhi + 1).astype(np.int64)
+        return Thresholds(values, t.direction, t.offset, t.step)
+
+
+@dataclass(frozen=True, eq=False)
+class _MACLayer:
+    """Common part of :class:`Conv` and :class:`Dense`."""
+
+    name: str
+    weights: np.ndarray
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    in_range: tuple[int, int]
+    weight_bits: int
+    activation: Thresholds | None
+
+    def _check(self):
+        object.__setattr__(self, "weights", _frozen_array(self.weights, np.int64))
+        object.__setattr__(self, "in_shape", tuple(int(d) for d in self.in_shape))
+        object.__setattr__(self, "out_shape", tuple(int(d) for d in self.out_shape))
+        object.__setattr__(self, "in_range", (int(self.in_range[0]), int(self.in_range[1])))
+        if self.activation is not None and self.activation.channels not in (1, self.out_channels):
+            raise ValueError(f"{self.name}: {self.activation.channels} threshold channels "
+                             f"for {self.out_channels} outputs")
+
+    @property
+    def out_channels(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def fan_in(self) -> int:
+        return int(np.prod(self.weights.shape[1:]))
+
+    @property
+    def bipolar_weights(self) -> bool:
+        return self.weight_bits == 1
+
+    def _term_range(self, padded: bool) -> tuple[np.ndarray, np.ndarray]:
+        lo, hi = self.in_range
+        if padded:
+            lo, hi = min(lo, 0), max(hi, 0)
+        w = self.weights.reshape(self.out_channels, -1)
+        return np.minimum(w * lo, w * hi), np.maximum(w * lo, w * hi)
+
+    def channel_acc_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Exact worst-case accumulator bounds per output channel, shape (C,) each."""
+        tlo, thi = self._term_range(self._padded)
+        return tlo.sum(axis=1), thi.sum(axis=1)
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        """Worst-case accumulator range over all channels and inputs in ``in_range``."""
+        lo, hi = self.channel_acc_range()
+        return int(min(lo.min(), 0)), int(max(hi.max(), 0))
+
+    @property
+    def acc_bits(self) -> int:
+        return signed_bits(*self.acc_range)
+
+    @property
+    def out_range(self) -> tuple[int, int]:
+        return self.activation.out_range if self.activation is not None else self.acc_range
+
+    @property
+    def params(self) -> int:
+        return int(self.weights.size)
+
+    @property
+    def macs(self) -> int:
+        return int(np.prod(self.out_shape)) * self.fan_in
+
+
+@dataclass(frozen=True, eq=False)
+class Conv(_MACLayer):
+    """A k x k convolution (groups = 1) on a (C, H, W) integer tensor.
+
+    ``weights`` has shape (Cout, Cin, kh, kw); ``pads`` is (top, left, bottom, right).
+    """
+
+    stride: tuple[int, int] = (1, 1)
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def __post_init__(self):
+        self._check()
+        object.__setattr__(self, "stride", tuple(int(s) for s in self.stride))
+        object.__setattr__(self, "pads", tuple(int(p) for p in self.pads))
+        if self.weights.ndim != 4 or len(self.in_shape) != 3:
+            raise ValueError(f"{self.name}: conv weights must be 4-D and input (C, H, W)")
+
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return self.weights.shape[2], self.weights.shape[3]
+
+    @property
+    def _padded(self) -> bool:
+        return any(self.pads)
+
+
+@dataclass(frozen=True, eq=False)
+class Dense(_MACLayer):
+    """A fully connected layer: ``weights`` (Cout, Cin) on the C-order flattening of the input."""
+
+    def __post_init__(self):
+        self._check()
+        if self.weights.ndim != 2 or self.weights.shape[1] != int(np.prod(self.in_shape)):
+            raise ValueError(f"{self.name}: dense weights {self.weights.shape} do not match input "
+                             f"{self.in_shape}")
+
+    _padded = False
+
+
+@dataclass(frozen=True, eq=False)
+class MaxPool:
+    """Max pooling of integer activation values; ``pads`` (top, left, bottom, right) never win."""
+
+    name: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    in_range: tuple[int, int] = (0, 0)
+
+    def __post_init__(self):
+        for f in ("in_shape", "out_shape", "kernel", "stride", "pads", "in_range"):
+            object.__setattr__(self, f, tuple(int(d) for d in getattr(self, f)))
+
+    @property
+    def out_range(self) -> tuple[int, int]:
+        return self.in_range
+
+    macs = 0
+    params = 0
+    activation = None
+
+
+Layer = Union[Conv, Dense, MaxPool]
+
+
+@dataclass(frozen=True, eq=False)
+class Dequant:
+    """The host-side float output: ``scale[c] * v + bias[c]`` on channel axis 0 (float64, (C,))."""
+
+    scale: np.ndarray
+    bias: np.ndarray
+
+    def __post_init__(self):
+        object.__setattr__(self, "scale", _frozen_array(self.scale, np.float64))
+        object.__setattr__(self, "bias", _frozen_array(self.bias, np.float64))
+        if self.scale.shape != self.bias.shape or self.scale.ndim != 1:
+            raise ValueError("dequant scale and bias must be 1-D and of equal length")
+
+
+@dataclass(frozen=True, eq=False)
+class IntegerNetwork:
+    """A whole folded network: input quantizer, integer layers, host-side dequantization."""
+
+    input: InputQuantizer
+    layers: tuple[Layer, ...]
+    output: Dequant
+    output_shape: tuple[int, ...]
+    name: str = "network"
+
+    def __post_init__(self):
+        object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "output_shape", tuple(int(d) for d in self.output_shape))
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.input.in_shape
+
+    @property
+    def last_shape(self) -> tuple[int, ...]:
+        """Shape of the last integer stage's output (before dequantization and reshape)."""
+        return self.layers[-1].out_shape if self.layers else self.input.out_shape
+
+    @property
+    def last_range(self) -> tuple[int, int]:
+        return self.layers[-1].out_range if self.layers else self.input.out_range
+
+    @property
+    def mac_layers(self) -> tuple[Conv | Dense, ...]:
+        return tuple(layer for layer in self.layers if isinstance(layer, (Conv, Dense)))
+
+    @property
+    def macs(self) -> int:
+        return sum(layer.macs for layer in self.layers)
+
+    # -- serialisation: network.json (structure) + network.npz (arrays) ---------------------------
+
+    def save(self, directory) -> None:
+        """Write ``network.json`` and ``network.npz`` into ``directory`` (created if needed)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+
+        def put(key, array):
+            arrays[key] = np.asarray(array)
+            return key
+
+        def thresholds(prefix, t):
+            if t is None:
+                return None
+            return {"values": put(prefix + ".values", t.values),
+                    "direction": put(prefix + ".direction", t.direction),
+                    "offset": t.offset, "step": t.step}
+
+        layers = []
+        for i, layer in enumerate(self.layers):
+            entry = {"kind": type(layer).__name__}
+            for f in fields(layer):
+                value = getattr(layer, f.name)
+                if f.name == "weights":
+                    entry[f.name] = put(f"layer{i}.weights", value)
+                elif f.name == "activation":
+                    entry[f.name] = thresholds(f"layer{i}.activation", value)
+                else:
+                    entry[f.name] = list(value) if isinstance(value, tuple) else value
+            layers.append(entry)
+        doc = {
+            "format": "thresher-integer-network", "version": 1, "name": self.name,
+            "input": {"in_shape": list(self.input.in_shape), "out_shape": list(self.input.out_shape),
+                      "thresholds": thresholds("input", self.input.thresholds)},
+            "layers": layers,
+            "output": {"scale": put("output.scale", self.output.scale),
+                       "bias": put("output.bias", self.output.bias)},
+            "output_shape": list(self.output_shape),
+        }
+        _atomic_write(directory / "network.npz", lambda f: np.savez(f, **arrays))
+        _atomic_write(directory / "network.json",
+                      lambda f: f.write(json.dumps(doc, indent=1).encode()))
+
+    @classmethod
+    def load(cls, directory) -> "IntegerNetwork":
+        """Read what :meth:`save` wrote."""
+        directory = Path(directory)
+        try:
+            doc = json.loads((directory / "network.json").read_text())
+            with np.load(directory / "network.npz") as npz:
+                arrays = {k: npz[k] for k in npz.files}
+            if doc.get("format") != "thresher-integer-network":
+                raise ValueError("not a thresher integer network")
+
+            def thresholds(d):
+                if d is None:
+                    return None
+                return Thresholds(arrays[d["values"]], arrays[d["direction"]], d["offset"], d["step"])
+
+            kinds = {"Conv": Conv, "Dense": Dense, "MaxPool": MaxPool}
+            layers = []
+            for entry in doc["layers"]:
+                entry = dict(entry)
+                kind = kinds[entry.pop("kind")]
+                if "weights" in entry:
+                    entry["weights"] = arrays[entry["weights"]]
+                    entry["activation"] = thresholds(entry["activation"])
+                layers.append(kind(**entry))
+            inp = doc["input"]
+            return cls(
+                input=InputQuantizer(inp["in_shape"], inp["out_shape"], thresholds(inp["thresholds"])),
+                layers=tuple(layers),
+                output=Dequant(arrays[doc["output"]["scale"]], arrays[doc["output"]["bias"]]),
+                output_shape=doc["output_shape"], name=doc.get("name", "network"))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ThresherError(f"{directory}: not a readable thresher network ({e})") from None
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file and rename, so a failure never leaves a half-written file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        tmp.replace(path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def bits_for_range(lo: int, hi: int) -> tuple[int, bool]:
+    """(bits, signed) of the narrowest integer type holding ``[lo, hi]``."""
+    if lo >= 0:
+        return max(1, int(hi).bit_length()), False
+    return signed_bits(lo, hi), True
+
