@@ -79,6 +79,7 @@ def forward(net: IntegerNetwork, q: np.ndarray, *, keep: bool = False):
     a = np.asarray(q, dtype=np.int64)
     stages = []
     for layer in net.layers:
+        a = a.reshape((a.shape[0],) + layer.in_shape)   # reshapes between layers are free (C order)
         if isinstance(layer, Conv):
             a = conv2d(layer, a)
         elif isinstance(layer, Dense):
@@ -115,7 +116,7 @@ def run_integer(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
 def dequantize(net: IntegerNetwork, v: np.ndarray) -> np.ndarray:
     """The last stage's integers (B, *net.last_shape) -> the model's float32 output."""
     v = np.asarray(v)
-    shape = (v.shape[0], -1) + (1,) * (v.ndim - 2)
+    shape = (1, -1) + (1,) * (v.ndim - 2)
     scale = net.output.scale.reshape(shape)
     bias = net.output.bias.reshape(shape)
     out = scale * v.astype(np.float64) + bias

@@ -1,0 +1,461 @@
+"""The fold (S204-S208): an imported float model -> an exact :class:`IntegerNetwork`.
+
+Every MAC layer's integer accumulator ``y`` is followed in the float model by a chain of monotone
+elementwise operations (scale, bias, batch-norm, scalar Mul/Div/Add/Sub, ReLU, quantizers) that ends
+in the quantizer producing the next integer activation. That chain is a monotone step function of
+``y``, so it is fully described by one threshold per output level and channel. The thresholds are
+found by bisection over the integers, evaluating the reference chain itself (in float64, in the
+graph's own order, with the quantizer's own rounding mode), never by a float ``ceil`` of a float
+division: exactness on ties is inherited from the reference instead of approximated.
+
+The input quantizer is handled the same way over float32 (the raw input is float32 and the
+pre-processing is evaluated in float32, exactly as qonnx's executor does), so the input thresholds
+are exact for every float32 input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ThresherError
+from .importer import (BatchNorm, ConvOp, Elementwise, ImportedModel, MatMulOp, MaxPoolOp, Quantize,
+                       ReshapeOp, Relu, load_onnx)
+from .ir import (Conv, Dense, Dequant, InputQuantizer, IntegerNetwork, MaxPool, Thresholds,
+                 signed_bits)
+
+__all__ = ["fold", "load_model"]
+
+_MAC_OPS = (ConvOp, MatMulOp)
+_AFFINE_OPS = (Elementwise, BatchNorm)
+
+
+def load_model(path) -> IntegerNetwork:
+    """Import and fold a QONNX file in one step."""
+    return fold(load_onnx(path))
+
+
+# -- per-channel constants ---------------------------------------------------------------------
+
+def _per_channel(const: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """A constant broadcast against one sample (1, *shape) -> its value per channel (axis 0), (C,)."""
+    const = np.asarray(const, dtype=np.float64)
+    try:
+        full = np.broadcast_to(const, (1,) + tuple(shape))[0]
+    except ValueError:
+        raise ThresherError(f"{where}: constant of shape {const.shape} does not broadcast to the "
+                            f"tensor {tuple(shape)}") from None
+    flat = full.reshape(full.shape[0], -1) if full.ndim > 1 else full.reshape(-1, 1)
+    if np.any(flat != flat[:, :1]):
+        raise ThresherError(f"{where}: constant varies within a channel; only per-tensor or "
+                            "per-channel constants are supported")
+    return flat[:, 0].copy()
+
+
+def _sign(op, shape) -> np.ndarray:
+    """Per-channel sign (+1, -1, 0) of how an elementwise op maps its input (ReLU, quantizers: +1)."""
+    channels = shape[0]
+    if isinstance(op, Elementwise):
+        if op.op in ("Add", "Sub"):
+            return np.full(channels, -1.0 if (op.op == "Sub" and op.const_first) else 1.0)
+        return np.sign(_per_channel(op.const, shape, op.node))
+    if isinstance(op, BatchNorm):
+        return np.sign(_per_channel(op.gamma.reshape(-1, *([1] * (len(shape) - 1))), shape, op.node))
+    return np.ones(channels)
+
+
+# -- evaluating a chain of elementwise ops, vectorised over (C, N) candidate values ------------------
+
+@dataclass(frozen=True)
+class _Chain:
+    """Elementwise ops on a (C, ...) tensor, ending in ``last`` (the quantizer whose level we read)."""
+
+    ops: tuple
+    last: Quantize | None
+    relu_after: bool            # a ReLU after the last quantizer: level = max(level, 0)
+    shape: tuple[int, ...]
+
+    def _pc(self, const, where, dtype):
+        return _per_channel(const, self.shape, where).astype(dtype)[:, None]
+
+    def evaluate(self, x: np.ndarray) -> np.ndarray:
+        """Levels of the reference for values ``x`` of shape (C, N), computed in ``x``'s dtype."""
+        dtype = x.dtype
+        for op in self.ops:
+            if isinstance(op, Elementwise):
+                x = op.apply(x, self._pc(op.const, op.node, dtype))
+            elif isinstance(op, BatchNorm):
+                shaped = (-1,) + (1,) * (len(self.shape) - 1)
+                mean, var, gamma, beta = (self._pc(a.reshape(shaped), op.node, dtype)
+                                          for a in (op.mean, op.var, op.gamma, op.beta))
+                x = (x - mean) / np.sqrt(var + dtype.type(op.eps)) * gamma + beta
+            elif isinstance(op, Relu):
+                x = np.maximum(x, dtype.type(0))
+            elif isinstance(op, Quantize):
+                scale = self._pc(op.scale, op.node, dtype)
+                x = op.level(x, scale) * scale
+            # MaxPoolOp: deferred past the quantizer by the caller (checked to be valid)
+        level = self.last.level(x, self._pc(self.last.scale, self.last.node, dtype))
+        if self.relu_after:
+            level = np.maximum(level, 0)
+        return level
+
+    def direction(self) -> np.ndarray:
+        sign = np.ones(self.shape[0])
+        for op in self.ops:
+            if not isinstance(op, MaxPoolOp):
+                sign = sign * _sign(op, self.shape)
+        return sign
+
+
+def _targets(q: Quantize, channels: int) -> tuple[np.ndarray, int, int]:
+    """Levels to find thresholds for: ``offset + step * j`` for j = 1..L, as a (C, L) array."""
+    levels = (q.q_max - q.q_min) // q.step
+    targets = q.q_min + q.step * np.arange(1, levels + 1)
+    return np.broadcast_to(targets, (channels, levels)).copy(), q.q_min, q.step
+
+
+def _trim(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, offset: int, step: int):
+    """Drop levels whose threshold is always (<= lo) or never (> hi) passed in every channel."""
+    always = values <= lo[:, None]
+    never = values > hi[:, None]
+    first = 0
+    while first < values.shape[1] and always[:, first].all():
+        first += 1
+    last = values.shape[1]
+    while last > first and never[:, last - 1].all():
+        last -= 1
+    return values[:, first:last], offset + step * first
+
+
+def _integer_thresholds(chain: _Chain, y_lo: np.ndarray, y_hi: np.ndarray, scale: np.ndarray,
+                        bias: np.ndarray) -> Thresholds:
+    """Thresholds on integer accumulators ``y`` in ``[y_lo, y_hi]`` (per channel) of
+    ``chain(scale * y + bias)``, by bisection per channel and level."""
+    channels = len(y_lo)
+    sign = chain.direction()
+    direction = np.where(sign < 0, -1, 1).astype(np.int64)
+    targets, offset, step = _targets(chain.last, channels)
+    d = direction[:, None]
+    v_lo = np.where(direction > 0, y_lo, -y_hi)[:, None]
+    v_hi = np.where(direction > 0, y_hi, -y_lo)[:, None]
+
+    def level(v):                                   # v: int64 (C, L) in the compared domain
+        y = (d * v).astype(np.float64)
+        return chain.evaluate(y * scale[:, None] + bias[:, None]) if bias is not None \
+            else chain.evaluate(y * scale[:, None])
+
+    lo = np.broadcast_to(v_lo, targets.shape).copy()
+    hi = np.broadcast_to(v_hi, targets.shape).copy()
+    always = level(lo) >= targets
+    never = level(hi) < targets
+    # invariant: level(lo) < target <= level(hi); find the smallest v with level(v) >= target
+    active = ~(always | never)
+    while True:
+        gap = (hi - lo) > 1
+        if not (gap & active).any():
+            break
+        mid = lo + (hi - lo) // 2
+        up = level(mid) >= targets
+        hi = np.where(active & gap & up, mid, hi)
+        lo = np.where(active & gap & ~up, mid, lo)
+    values = np.where(always, v_lo, np.where(never, v_hi + 1, hi))
+    values, offset = _trim(values, v_lo[:, 0], v_hi[:, 0], offset, step)
+    return Thresholds(values, direction, offset, step)
+
+
+# float32 ordering keys, for bisection over every float32 value
+_F32_INF_KEY = int(np.float32(np.inf).view(np.int32))
+
+
+def _f32_from_key(key: np.ndarray) -> np.ndarray:
+    bits = np.where(key >= 0, key, (-key - 1) | np.int64(-(1 << 31)))
+    return bits.astype(np.int64).astype(np.int32).view(np.float32)
+
+
+def _input_thresholds(chain: _Chain) -> Thresholds:
+    """Thresholds on raw float32 inputs, exact for every float32 value (NaN means never)."""
+    channels = chain.shape[0]
+    sign = chain.direction()
+    direction = np.where(sign < 0, -1, 1).astype(np.int64)
+    targets, offset, step = _targets(chain.last, channels)
+    d = direction[:, None].astype(np.float32)
+
+    def level(key):
+        return chain.evaluate(d * _f32_from_key(key))
+
+    lo = np.full(targets.shape, -_F32_INF_KEY - 1, dtype=np.int64)
+    hi = np.full(targets.shape, _F32_INF_KEY, dtype=np.int64)
+    with np.errstate(all="ignore"):
+        always = level(lo) >= targets
+        never = level(hi) < targets
+        active = ~(always | never)
+        while ((hi - lo > 1) & active).any():
+            mid = lo + (hi - lo) // 2
+            up = level(mid) >= targets
+            hi = np.where(active & up, mid, hi)
+            lo = np.where(active & ~up, mid, lo)
+    values = np.where(always, -np.inf, np.where(never, np.nan, _f32_from_key(hi))).astype(np.float32)
+    # trim levels never reached / always passed by any channel
+    first = 0
+    while first < values.shape[1] and always[:, first].all():
+        first += 1
+    last = values.shape[1]
+    while last > first and never[:, last - 1].all():
+        last -= 1
+    return Thresholds(values[:, first:last], direction, offset + step * first, step)
+
+
+# -- the fold --------------------------------------------------------------------------------------
+
+class _Folder:
+    def __init__(self, model: ImportedModel):
+        self.model = model
+        self.ops = list(model.ops)
+        self.pos = 0
+        self.layers: list = []
+
+    def peek(self):
+        return self.ops[self.pos] if self.pos < len(self.ops) else None
+
+    def take_segment(self) -> list:
+        """Ops up to (not including) the next MAC op or the end."""
+        start = self.pos
+        while self.pos < len(self.ops) and not isinstance(self.ops[self.pos], _MAC_OPS):
+            self.pos += 1
+        return self.ops[start:self.pos]
+
+    def fold(self) -> IntegerNetwork:
+        in_shape = self.model.input_shape
+        input_q, shape, scale, value_range = self.fold_input(in_shape)
+        while self.pos < len(self.ops):
+            mac = self.ops[self.pos]
+            self.pos += 1
+            segment = self.take_segment()
+            final = self.pos >= len(self.ops)
+            shape, scale, value_range, dequant = self.fold_mac(mac, segment, shape, scale,
+                                                               value_range, final)
+        if not self.layers or not any(isinstance(x, (Conv, Dense)) for x in self.layers):
+            raise ThresherError(f"{self.model.name}: no Conv/MatMul/Gemm layer found")
+        out_shape = self.model.output_shape
+        if int(np.prod(out_shape)) != int(np.prod(shape)):
+            raise ThresherError(f"{self.model.name}: output shape {out_shape} does not match the "
+                                f"last layer's {shape}")
+        return IntegerNetwork(input_q, tuple(self.layers), dequant, out_shape,
+                              name=self.model.name)
+
+    # input: [Reshape | scalar Mul/Div/Add/Sub]* Quant, then Relu/MaxPool/Reshape until a MAC op
+    def fold_input(self, in_shape):
+        shape = tuple(in_shape)
+        pre = []
+        while True:
+            op = self.peek()
+            if op is None or isinstance(op, Quantize):
+                break
+            self.pos += 1
+            if isinstance(op, ReshapeOp):
+                shape = op.shape
+            elif isinstance(op, Elementwise) and op.const.size == 1:
+                pre.append(op)
+            else:
+                raise ThresherError(
+                    f"node {op.node}: the model must start with a quantizer (a Reshape and scalar "
+                    f"Mul/Div/Add/Sub may come before it); found {type(op).__name__} first")
+        quant = self.peek()
+        if quant is None:
+            raise ThresherError(f"{self.model.name}: no quantizer on the input")
+        self.pos += 1
+        if shape != tuple(in_shape) and quant.scale.size != 1:
+            raise ThresherError(f"node {quant.node}: a per-channel input quantizer after a Reshape "
+                                "is not supported")
+        chain_shape = shape if quant.scale.size != 1 else (1,)
+        relu = False
+        segment = self.take_segment()
+        for op in segment:
+            if isinstance(op, Relu) and not self.layers:
+                relu = True
+            elif isinstance(op, ReshapeOp):
+                pass
+            elif not isinstance(op, MaxPoolOp):
+                raise ThresherError(f"node {op.node}: {type(op).__name__} between the input "
+                                    "quantizer and the first layer is not supported")
+        chain = _Chain(tuple(pre), quant, relu, chain_shape)
+        thresholds = _input_thresholds(chain)
+        input_q = InputQuantizer(in_shape, shape, thresholds)
+        value_range = thresholds.out_range
+        shape, _ = self.post_quant_ops(segment, shape, value_range, final=False)
+        return input_q, shape, quant.scale, value_range
+
+    def post_quant_ops(self, ops, shape, value_range, final):
+        """MaxPool and Reshape after a quantizer become MaxPool layers and shape changes."""
+        tail = []
+        for op in ops:
+            if isinstance(op, MaxPoolOp):
+                if tail:
+                    raise ThresherError(f"node {op.node}: max pooling after the output's affine "
+                                        "operations is not supported")
+                shape = self.add_pool(op, shape, value_range)
+            elif isinstance(op, ReshapeOp):
+                if int(np.prod(op.shape)) != int(np.prod(shape)):
+                    raise ThresherError(f"node {op.node}: reshape {shape} -> {op.shape} changes "
+                                        "the number of values")
+                shape = op.shape
+            elif isinstance(op, Relu):
+                if tail:
+                    raise ThresherError(f"node {op.node}: ReLU after the output's scaling is not "
+                                        "supported")
+            elif final and isinstance(op, _AFFINE_OPS):
+                tail.append(op)
+            else:
+                raise ThresherError(f"node {op.node}: {type(op).__name__} after a quantizer and "
+                                    "before the next layer is not supported")
+        return shape, tail
+
+    def add_pool(self, op: MaxPoolOp, shape, value_range):
+        if len(shape) != 3:
+            raise ThresherError(f"node {op.node}: max pooling needs a (C, H, W) tensor, got {shape}")
+        c, h, w = shape
+        (kh, kw), (sh, sw), (pt, pl, pb, pr) = op.kernel, op.stride, op.pads
+        ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+        if ho < 1 or wo < 1:
+            raise ThresherError(f"node {op.node}: kernel {op.kernel} larger than the input {shape}")
+        out = (c, ho, wo)
+        self.layers.append(MaxPool(op.node, shape, out, op.kernel, op.stride, op.pads, value_range))
+        return out
+
+    def fold_mac(self, mac, segment, shape, scale, value_range, final):
+        where = f"node {mac.node}"
+        s_a = np.asarray(scale, dtype=np.float64)
+        if s_a.size != 1:
+            raise ThresherError(f"{where}: its input has per-channel scales; a layer's input must "
+                                "have one scale per tensor")
+        s_a = float(s_a.ravel()[0])
+        w = mac.weight
+        if isinstance(mac, MatMulOp):
+            if len(shape) != 1:  # a MatMul on (C, H, W) would be a batched product, not a layer
+                raise ThresherError(f"{where}: MatMul/Gemm on a {len(shape)}-D tensor {shape}; "
+                                    "flatten first")
+            if w.ints.shape[0] != shape[0]:
+                raise ThresherError(f"{where}: weights {w.ints.shape} do not match input {shape}")
+            ints, s_w = w.ints.T, w.scale.T                       # (Cout, Cin)
+        else:
+            if len(shape) != 3 or w.ints.shape[1] != shape[0]:
+                raise ThresherError(f"{where}: weights {w.ints.shape} do not match input {shape}")
+            ints, s_w = w.ints, w.scale
+        cout = ints.shape[0]
+        s_flat = s_w.reshape(cout, -1)
+        if np.any(s_flat != s_flat[:, :1]):
+            raise ThresherError(f"{where}: weight scales vary along the input axis; only per-tensor "
+                                "or per-output-channel weight scales are supported")
+        s_w = s_flat[:, 0]
+        if w.bipolar:
+            weight_bits = 1
+        else:
+            weight_bits = signed_bits(min(int(ints.min()), 0), max(int(ints.max()), 0))
+        if isinstance(mac, MatMulOp):
+            out_shape = (cout,)
+            layer_args = dict(name=mac.node, weights=ints, in_shape=shape, out_shape=out_shape,
+                              in_range=value_range, weight_bits=weight_bits)
+            kind = Dense
+        else:
+            _, h, wd = shape
+            kh, kw = ints.shape[2:]
+            (sh, sw), (pt, pl, pb, pr) = mac.stride, mac.pads
+            ho, wo = (h + pt + pb - kh) // sh + 1, (wd + pl + pr - kw) // sw + 1
+            if ho < 1 or wo < 1:
+                raise ThresherError(f"{where}: kernel {(kh, kw)} larger than the input {shape}")
+            out_shape = (cout, ho, wo)
+            layer_args = dict(name=mac.node, weights=ints, in_shape=shape, out_shape=out_shape,
+                              in_range=value_range, weight_bits=weight_bits, stride=mac.stride,
+                              pads=mac.pads)
+            kind = Conv
+        bias = None if mac.bias is None else _per_channel(
+            mac.bias.reshape(-1, *([1] * (len(out_shape) - 1))), out_shape, where)
+        z_scale = s_w * s_a
+        probe = kind(**layer_args, activation=None)
+        y_lo, y_hi = probe.channel_acc_range()
+
+        last_q = max((i for i, op in enumerate(segment) if isinstance(op, Quantize)), default=None)
+        if last_q is None:
+            if not final:
+                raise ThresherError(f"{where}: its output reaches the next layer without a "
+                                    "quantizer")
+            self.layers.append(probe)
+            scale_c, bias_c = self.affine_tail(segment, out_shape, z_scale, bias)
+            return out_shape, None, probe.acc_range, Dequant(scale_c, bias_c)
+
+        chain_ops = tuple(segment[:last_q])
+        for op in chain_ops:
+            if isinstance(op, ReshapeOp):
+                raise ThresherError(f"node {op.node}: a Reshape between a layer and its quantizer "
+                                    "is not supported")
+        after = segment[last_q + 1:]
+        relu_after = bool(after) and isinstance(after[0], Relu)
+        chain = _Chain(chain_ops, segment[last_q], relu_after, out_shape)
+        thresholds = _integer_thresholds(chain, y_lo, y_hi, z_scale, bias)
+        layer = kind(**layer_args, activation=thresholds)
+        self.layers.append(layer)
+        value_range = thresholds.out_range
+        # max pools inside the chain move after the quantizer: valid when everything after them is
+        # non-decreasing per channel (then max commutes with the rest of the chain)
+        shape = out_shape
+        for i, op in enumerate(chain_ops):
+            if isinstance(op, MaxPoolOp):
+                rest = chain_ops[i + 1:]
+                sign = np.ones(out_shape[0])
+                for r in rest:
+                    if not isinstance(r, MaxPoolOp):
+                        sign = sign * _sign(r, out_shape)
+                if np.any(sign < 0):
+                    raise ThresherError(f"node {op.node}: max pooling before a negative scale "
+                                        "cannot be moved past the quantizer")
+                shape = self.add_pool(op, shape, value_range)
+        shape, tail = self.post_quant_ops(after, shape, value_range, final)
+        q = segment[last_q]
+        q_scale = _per_channel(q.scale, out_shape, q.node)
+        dequant = None
+        if final:
+            # reshapes are not layers: the last stage keeps the MAC layer's channels
+            dequant = Dequant(*self.affine_tail(tail, out_shape, q_scale, None))
+        next_scale = q.scale if q.scale.size == 1 else q_scale
+        return shape, next_scale, value_range, dequant
+
+    def affine_tail(self, ops, shape, scale, bias):
+        """Compose per-channel affine ops into ``out = a * v + b`` (float64, per channel)."""
+        a = np.array(scale, dtype=np.float64)
+        b = np.zeros_like(a) if bias is None else np.array(bias, dtype=np.float64)
+        reshaped = False
+        for op in ops:
+            if isinstance(op, ReshapeOp):
+                if int(np.prod(op.shape)) != int(np.prod(shape)):
+                    raise ThresherError(f"node {op.node}: reshape changes the number of values")
+                reshaped = True
+                continue
+            if reshaped and (not isinstance(op, Elementwise) or op.const.size != 1):
+                raise ThresherError(f"node {op.node}: only scalar operations may follow a reshape "
+                                    "of the last layer's output")
+            if isinstance(op, Elementwise):
+                c = _per_channel(op.const, shape, op.node)
+                if op.op == "Mul":
+                    a, b = a * c, b * c
+                elif op.op == "Div":
+                    a, b = a / c, b / c
+                elif op.op == "Add":
+                    b = b + c
+                elif op.const_first:
+                    a, b = -a, c - b
+                else:
+                    b = b - c
+            elif isinstance(op, BatchNorm):
+                k = op.gamma / np.sqrt(op.var + op.eps)
+                a, b = a * k, (b - op.mean) * k + op.beta
+            else:
+                raise ThresherError(f"node {op.node}: {type(op).__name__} after the last layer is "
+                                    "not supported (only scaling, bias and batch-norm)")
+        return a, b
+
+
+def fold(model: ImportedModel) -> IntegerNetwork:
+    """Fold an imported model into an exact integer network (pure function)."""
+    return _Folder(model).fold()

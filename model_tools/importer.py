@@ -1,0 +1,430 @@
+"""Import a QONNX model (as Brevitas exports it) into a flat list of float-domain operations.
+
+The file is cleaned with qonnx's own ``cleanup_model`` (never rewritten by hand), then the graph is
+walked once from its input to its output. The result, :class:`ImportedModel`, is a linear chain of
+small records (``Quantize``, ``Elementwise``, ``BatchNorm``, ``Relu``, ``MatMulOp``, ``ConvOp``,
+``MaxPoolOp``, ``ReshapeOp``) whose constants are numpy arrays: weights are already split into
+integers and scales (:class:`QuantConst`). :mod:`model_tools.fold` turns that chain into the integer
+network. Anything outside the supported set is a :class:`ThresherError` naming the node.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from .errors import ThresherError
+
+SUPPORTED_OPS = (
+    "Quant", "IntQuant", "BipolarQuant", "Conv", "MatMul", "Gemm", "BatchNormalization", "Relu",
+    "MaxPool", "Reshape", "Flatten", "Transpose (of constants)", "Mul", "Div", "Add", "Sub",
+)
+
+ROUNDING = {
+    "ROUND": np.round, "HALF_EVEN": np.round, "ROUND_TO_ZERO": np.fix, "DOWN": np.fix,
+    "FLOOR": np.floor, "CEIL": np.ceil,
+    "UP": lambda x: np.sign(x) * np.ceil(np.abs(x)),
+    "HALF_UP": lambda x: np.sign(x) * np.floor(np.abs(x) + 0.5),
+    "HALF_DOWN": lambda x: np.sign(x) * np.ceil(np.abs(x) - 0.5),
+}
+
+
+# -- the records ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Quantize:
+    """QONNX ``Quant``/``IntQuant``/``BipolarQuant`` on activations.
+
+    ``level(x)`` gives the integer the reference produces: ``round(clip(x / scale + zero_point))``
+    (zero point is always 0 here); bipolar quantizers give -1/+1 with ``x >= 0 -> +1``.
+    """
+
+    node: str
+    scale: np.ndarray       # float32, broadcastable to the tensor
+    bits: int
+    signed: bool
+    narrow: bool
+    rounding: str
+    bipolar: bool           # BipolarQuant, or a signed 1-bit Quant (qonnx executes both as sign)
+    sign_of_input: bool = False   # BipolarQuant takes the sign of x itself, Quant of x / scale
+
+    @property
+    def q_min(self) -> int:
+        if self.bipolar:
+            return -1
+        if not self.signed:
+            return 0
+        return -(1 << (self.bits - 1)) + (1 if self.narrow else 0)
+
+    @property
+    def q_max(self) -> int:
+        if self.bipolar:
+            return 1
+        if self.signed:
+            return (1 << (self.bits - 1)) - 1
+        return (1 << self.bits) - (2 if self.narrow else 1)
+
+    @property
+    def step(self) -> int:
+        return 2 if self.bipolar else 1
+
+    def level(self, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """The reference's integer level of ``x`` (dtype of ``x`` kept, as qonnx computes it)."""
+        if self.bipolar:
+            y = x if self.sign_of_input else x / scale
+            return np.where(y >= 0, 1, -1).astype(x.dtype)
+        y = x / scale
+        y = np.where(y > self.q_max, x.dtype.type(self.q_max), y)
+        y = np.where(y < self.q_min, x.dtype.type(self.q_min), y)
+        return ROUNDING[self.rounding](y)
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """``Mul``/``Div``/``Add``/``Sub`` with a constant; ``const_first`` for ``c - x`` and ``c / x``."""
+
+    node: str
+    op: str
+    const: np.ndarray
+    const_first: bool = False
+
+    def apply(self, x: np.ndarray, const: np.ndarray) -> np.ndarray:
+        a, b = (const, x) if self.const_first else (x, const)
+        return {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract}[self.op](a, b)
+
+
+@dataclass(frozen=True)
+class BatchNorm:
+    """ONNX ``BatchNormalization`` (inference): ``(x - mean) / sqrt(var + eps) * gamma + beta``."""
+
+    node: str
+    gamma: np.ndarray
+    beta: np.ndarray
+    mean: np.ndarray
+    var: np.ndarray
+    eps: float
+
+
+@dataclass(frozen=True)
+class Relu:
+    node: str
+
+
+@dataclass(frozen=True)
+class QuantConst:
+    """A quantized constant: ``value = ints * scale`` elementwise (both of the tensor's shape)."""
+
+    ints: np.ndarray        # int64
+    scale: np.ndarray       # float64, same shape
+    bits: int
+    bipolar: bool
+
+
+@dataclass(frozen=True)
+class MatMulOp:
+    """``x @ W (+ bias)`` with ``W`` (K, N) quantized; Gemm's alpha/beta/transB already applied."""
+
+    node: str
+    weight: QuantConst
+    bias: np.ndarray | None   # float64 (N,), in the output's units
+
+
+@dataclass(frozen=True)
+class ConvOp:
+    node: str
+    weight: QuantConst      # (Cout, Cin, kh, kw)
+    bias: np.ndarray | None
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]   # top, left, bottom, right
+
+
+@dataclass(frozen=True)
+class MaxPoolOp:
+    node: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class ReshapeOp:
+    node: str
+    shape: tuple[int, ...]   # the new per-sample shape (batch axis removed)
+
+
+Op = Union[Quantize, Elementwise, BatchNorm, Relu, MatMulOp, ConvOp, MaxPoolOp, ReshapeOp]
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    """A model as a linear chain of operations on one per-sample tensor."""
+
+    name: str
+    input_shape: tuple[int, ...]     # per sample (batch axis removed)
+    output_shape: tuple[int, ...]
+    ops: tuple[Op, ...]
+
+
+# -- loading ---------------------------------------------------------------------------------------
+
+def load_onnx(path) -> ImportedModel:
+    """Read, clean (qonnx ``cleanup_model``) and import a QONNX file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ThresherError(f"{path}: no such model file")
+    import onnx
+    try:
+        model = onnx.load(str(path))
+    except Exception as e:  # onnx raises DecodeError, ValueError, ... for broken files
+        raise ThresherError(f"{path}: not a readable ONNX file ({type(e).__name__})") from None
+    if not model.graph.node:
+        raise ThresherError(f"{path}: the ONNX graph has no nodes")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            from qonnx.core.modelwrapper import ModelWrapper
+            from qonnx.util.cleanup import cleanup_model
+            wrapper = cleanup_model(ModelWrapper(model))
+        except ThresherError:
+            raise
+        except Exception as e:
+            raise ThresherError(f"{path}: qonnx could not clean up the model "
+                                f"({type(e).__name__}: {e})") from None
+    return _Walker(wrapper, path.name).walk()
+
+
+def _attr(node, name, default=None):
+    import onnx
+    for a in node.attribute:
+        if a.name == name:
+            v = onnx.helper.get_attribute_value(a)
+            return v.decode() if isinstance(v, bytes) else v
+    return default
+
+
+def _where(node) -> str:
+    return f"node {node.name or '(unnamed)'} ({node.op_type})"
+
+
+def _pads2d(node, pads):
+    pads = list(pads or [0, 0, 0, 0])
+    if len(pads) != 4:
+        raise ThresherError(f"{_where(node)}: only 2-D pads are supported, got {pads}")
+    if _attr(node, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
+        raise ThresherError(f"{_where(node)}: auto_pad={_attr(node, 'auto_pad')} is not supported; "
+                            "export with explicit pads")
+    return pads[0], pads[1], pads[2], pads[3]
+
+
+class _Walker:
+    """One pass over the cleaned graph from its input to its output."""
+
+    def __init__(self, wrapper, name):
+        self.model = wrapper
+        self.graph = wrapper.graph
+        self.name = name
+        self.producers = {o: n for n in self.graph.node for o in n.output}
+        self.consumers: dict[str, list] = {}
+        for n in self.graph.node:
+            for i in n.input:
+                self.consumers.setdefault(i, []).append(n)
+
+    # constants -------------------------------------------------------------------------------
+
+    def is_const(self, name) -> bool:
+        if self.model.get_initializer(name) is not None:
+            return True
+        node = self.producers.get(name)
+        if node is None:
+            return False
+        if node.op_type in ("Quant", "IntQuant", "BipolarQuant", "Transpose", "Constant",
+                            "Reshape", "Identity"):
+            return all(self.is_const(i) for i in node.input if i)
+        return False
+
+    def const(self, name, node) -> np.ndarray:
+        """A float constant (a quantized one is returned dequantized)."""
+        init = self.model.get_initializer(name)
+        if init is not None:
+            return np.asarray(init)
+        q = self.quant_const(name, node)
+        return q.ints * q.scale
+
+    def quant_const(self, name, user) -> QuantConst:
+        """Split a constant into integers and scales; plain float constants are an error."""
+        init = self.model.get_initializer(name)
+        if init is not None:
+            raise ThresherError(f"{_where(user)}: weights '{name}' are not quantized (no Quant node "
+                                "in front of them); thresher needs integer weights")
+        node = self.producers[name]
+        if node.op_type == "Transpose":
+            q = self.quant_const(node.input[0], user)
+            perm = _attr(node, "perm") or list(reversed(range(q.ints.ndim)))
+            return QuantConst(q.ints.transpose(perm), q.scale.transpose(perm), q.bits, q.bipolar)
+        if node.op_type in ("Reshape", "Identity"):
+            q = self.quant_const(node.input[0], user)
+            if node.op_type == "Identity":
+                return q
+            shape = tuple(int(s) for s in self.model.get_initializer(node.input[1]))
+            return QuantConst(q.ints.reshape(shape), q.scale.reshape(shape), q.bits, q.bipolar)
+        if node.op_type in ("Quant", "IntQuant", "BipolarQuant"):
+            value = np.asarray(self.const(node.input[0], node), dtype=np.float32)
+            quant = self.quantizer(node)
+            scale = np.broadcast_to(self.const(node.input[1], node).astype(np.float32), value.shape)
+            ints = quant.level(value, scale)
+            return QuantConst(ints.astype(np.int64), scale.astype(np.float64),
+                              1 if quant.bipolar else quant.bits, quant.bipolar)
+        raise ThresherError(f"{_where(node)}: constant produced by {node.op_type} is not supported")
+
+    # quantizers ---------------------------------------------------------------------------------
+
+    def quantizer(self, node) -> Quantize:
+        where = _where(node)
+        if node.op_type == "BipolarQuant":
+            scale = self.scale(node)
+            return Quantize(node.name, scale, 1, True, False, "ROUND", True, sign_of_input=True)
+        if len(node.input) < 4:
+            raise ThresherError(f"{where}: expected 4 inputs (x, scale, zero point, bit width)")
+        scale = self.scale(node)
+        zero = self.const(node.input[2], node)
+        if np.any(zero != 0):
+            raise ThresherError(f"{where}: non-zero zero points are not supported")
+        bits = np.asarray(self.const(node.input[3], node), dtype=np.float64)
+        if bits.size != 1 or not np.isfinite(bits).all() or bits.item() != math.floor(bits.item()) \
+                or not 1 <= bits.item() <= 16:
+            raise ThresherError(f"{where}: bit width must be an integer from 1 to 16, "
+                                f"not {bits.ravel().tolist()}")
+        bits = int(bits.item())
+        signed = bool(_attr(node, "signed", 1))
+        narrow = bool(_attr(node, "narrow", 0))
+        rounding = str(_attr(node, "rounding_mode", "ROUND")).upper()
+        if rounding not in ROUNDING:
+            raise ThresherError(f"{where}: rounding mode {rounding} is not supported "
+                                f"({', '.join(ROUNDING)})")
+        if bits == 1 and not signed and narrow:
+            raise ThresherError(f"{where}: an unsigned narrow 1-bit quantizer has no levels")
+        return Quantize(node.name, scale, bits, signed, narrow, rounding, bits == 1 and signed)
+
+    def scale(self, node) -> np.ndarray:
+        scale = np.asarray(self.const(node.input[1], node), dtype=np.float32)
+        if scale.size == 0 or not np.isfinite(scale).all() or np.any(scale <= 0):
+            raise ThresherError(f"{_where(node)}: scales must be finite and positive, "
+                                f"got {scale.ravel()[:4].tolist()}")
+        return scale
+
+    # the walk -----------------------------------------------------------------------------------
+
+    def walk(self) -> ImportedModel:
+        g = self.graph
+        inputs = [i for i in g.input if self.model.get_initializer(i.name) is None]
+        if len(inputs) != 1 or len(g.output) != 1:
+            raise ThresherError(f"{self.name}: expected one input and one output, found "
+                                f"{len(inputs)} and {len(g.output)}")
+        in_shape = tuple(self.model.get_tensor_shape(inputs[0].name) or ())
+        out_shape = tuple(self.model.get_tensor_shape(g.output[0].name) or ())
+        if not in_shape or any(not isinstance(d, int) or d < 1 for d in in_shape):
+            raise ThresherError(f"{self.name}: the input needs a fixed shape, got {in_shape}")
+        ops = []
+        tensor = inputs[0].name
+        end = g.output[0].name
+        while tensor != end:
+            users = self.consumers.get(tensor, [])
+            if len(users) != 1:
+                raise ThresherError(
+                    f"{self.name}: tensor '{tensor}' feeds {len(users)} nodes; only a linear chain "
+                    "of layers is supported (no branches or residual connections)")
+            node = users[0]
+            data = [i for i in node.input if i and not self.is_const(i)]
+            if data != [tensor]:
+                raise ThresherError(f"{_where(node)}: combines two computed tensors; only a linear "
+                                    "chain with constant parameters is supported")
+            ops.append(self.op(node, tensor))
+            tensor = node.output[0]
+        return ImportedModel(self.name, in_shape[1:], out_shape[1:], tuple(ops))
+
+    def op(self, node, tensor) -> Op:
+        t = node.op_type
+        where = _where(node)
+        if t in ("Quant", "IntQuant", "BipolarQuant"):
+            return self.quantizer(node)
+        if t in ("Mul", "Div", "Add", "Sub"):
+            i = 0 if node.input[0] != tensor else 1
+            const = np.asarray(self.const(node.input[i], node), dtype=np.float32)
+            if not np.isfinite(const).all():
+                raise ThresherError(f"{where}: constant operand is not finite")
+            if t == "Div" and np.any(const == 0):
+                raise ThresherError(f"{where}: division by zero")
+            if i == 0 and t == "Div":
+                raise ThresherError(f"{where}: constant / tensor is not supported")
+            return Elementwise(node.name, t, const, const_first=(i == 0))
+        if t == "BatchNormalization":
+            gamma, beta, mean, var = (np.asarray(self.const(n, node), dtype=np.float64)
+                                      for n in node.input[1:5])
+            eps = float(_attr(node, "epsilon", 1e-5))
+            for label, a in (("scale", gamma), ("bias", beta), ("mean", mean), ("variance", var)):
+                if not np.isfinite(a).all():
+                    raise ThresherError(f"{where}: batch-norm {label} contains NaN or infinity")
+            if np.any(var < 0):
+                c = int(np.argmax(var < 0))
+                raise ThresherError(f"{where}: negative batch-norm variance {var[c]} in channel {c}")
+            if np.any(var + eps <= 0):
+                raise ThresherError(f"{where}: batch-norm variance + epsilon is not positive")
+            return BatchNorm(node.name, gamma, beta, mean, var, eps)
+        if t == "Relu":
+            return Relu(node.name)
+        if t == "MatMul":
+            weight = self.quant_const(node.input[1], node)
+            if weight.ints.ndim != 2:
+                raise ThresherError(f"{where}: weights must be 2-D, got {weight.ints.shape}")
+            return MatMulOp(node.name, weight, None)
+        if t == "Gemm":
+            if _attr(node, "transA", 0):
+                raise ThresherError(f"{where}: transA=1 is not supported")
+            weight = self.quant_const(node.input[1], node)
+            if _attr(node, "transB", 0):
+                weight = QuantConst(weight.ints.T, weight.scale.T, weight.bits, weight.bipolar)
+            alpha, beta = float(_attr(node, "alpha", 1.0)), float(_attr(node, "beta", 1.0))
+            if alpha != 1.0:
+                weight = QuantConst(weight.ints, weight.scale * alpha, weight.bits, weight.bipolar)
+            bias = None
+            if len(node.input) > 2 and node.input[2]:
+                bias = beta * np.asarray(self.const(node.input[2], node), dtype=np.float64)
+            return MatMulOp(node.name, weight, bias)
+        if t == "Conv":
+            weight = self.quant_const(node.input[1], node)
+            if weight.ints.ndim != 4:
+                raise ThresherError(f"{where}: only 2-D convolutions are supported")
+            if _attr(node, "group", 1) != 1:
+                raise ThresherError(f"{where}: grouped/depthwise convolution (group="
+                                    f"{_attr(node, 'group')}) is not supported")
+            if any(d != 1 for d in (_attr(node, "dilations") or [1, 1])):
+                raise ThresherError(f"{where}: dilated convolution is not supported")
+            bias = None
+            if len(node.input) > 2 and node.input[2]:
+                bias = np.asarray(self.const(node.input[2], node), dtype=np.float64)
+            stride = tuple(_attr(node, "strides") or [1, 1])
+            return ConvOp(node.name, weight, bias, stride, _pads2d(node, _attr(node, "pads")))
+        if t == "MaxPool":
+            if _attr(node, "ceil_mode", 0):
+                raise ThresherError(f"{where}: ceil_mode=1 is not supported")
+            if any(d != 1 for d in (_attr(node, "dilations") or [1, 1])):
+                raise ThresherError(f"{where}: dilated max pooling is not supported")
+            if len(node.output) > 1 and node.output[1]:
+                raise ThresherError(f"{where}: max-pool indices output is not supported")
+            kernel = tuple(_attr(node, "kernel_shape"))
+            if len(kernel) != 2:
+                raise ThresherError(f"{where}: only 2-D max pooling is supported")
+            stride = tuple(_attr(node, "strides") or kernel)
+            return MaxPoolOp(node.name, kernel, stride, _pads2d(node, _attr(node, "pads")))
+        if t in ("Reshape", "Flatten"):
+            shape = self.model.get_tensor_shape(node.output[0])
+            if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
+                raise ThresherError(f"{where}: output shape {shape} is not fixed")
+            return ReshapeOp(node.name, tuple(shape[1:]))
+        raise ThresherError(f"{where}: unsupported operation {t}; supported: "
+                            f"{', '.join(SUPPORTED_OPS)}")
