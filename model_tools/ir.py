@@ -23,6 +23,7 @@ layer itself.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Union
 import numpy as np
 
 from .errors import ThresherError
+from .files import atomic_write_bytes
 
 __all__ = [
     "Thresholds", "InputQuantizer", "Conv", "Dense", "MaxPool", "Dequant", "IntegerNetwork",
@@ -388,9 +390,10 @@ class IntegerNetwork:
                        "bias": put("output.bias", self.output.bias)},
             "output_shape": list(self.output_shape),
         }
-        _atomic_write(directory / "network.npz", lambda f: np.savez(f, **arrays))
-        _atomic_write(directory / "network.json",
-                      lambda f: f.write(json.dumps(doc, indent=1).encode()))
+        buffer = io.BytesIO()
+        np.savez(buffer, **arrays)
+        atomic_write_bytes(directory / "network.npz", buffer.getvalue())
+        atomic_write_bytes(directory / "network.json", json.dumps(doc, indent=1).encode())
 
     @classmethod
     def load(cls, directory) -> "IntegerNetwork":
@@ -425,18 +428,6 @@ class IntegerNetwork:
                 output_shape=doc["output_shape"], name=doc.get("name", "network"))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ThresherError(f"{directory}: not a readable thresher network ({e})") from None
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file and rename, so a failure never leaves a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-        tmp.replace(path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def bits_for_range(lo: int, hi: int) -> tuple[int, bool]:

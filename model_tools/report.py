@@ -1,0 +1,102 @@
+"""Per-layer summaries of an integer network, as rows of text for tables and as JSON-ready dicts."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .ir import Conv, Dense, IntegerNetwork, MaxPool, bits_for_range
+
+__all__ = ["layer_rows", "format_table", "network_summary"]
+
+
+def _shape(s) -> str:
+    return "x".join(str(d) for d in s)
+
+
+def _bits(lo, hi) -> str:
+    bits, signed = bits_for_range(lo, hi)
+    return f"{'s' if signed else 'u'}{bits}"
+
+
+def _threshold_text(layer) -> str:
+    t = layer.activation
+    if t is None:
+        return "- (raw accumulators out)"
+    neg = int((t.direction < 0).sum())
+    lo, hi = layer.channel_acc_range()
+    v_lo = np.where(t.direction > 0, lo, -hi)[:, None]
+    v_hi = np.where(t.direction > 0, hi, -lo)[:, None]
+    const = int(((t.values <= v_lo) | (t.values > v_hi)).all(axis=1).sum()) if t.levels else t.channels
+    text = f"{t.channels}x{t.levels}"
+    extras = [f"{neg} neg"] if neg else []
+    if const:
+        extras.append(f"{const} const")
+    return text + (f" ({', '.join(extras)})" if extras else "")
+
+
+def layer_rows(net: IntegerNetwork) -> list[dict]:
+    """One dict per stage (the input quantizer first) with what a user wants to see."""
+    t = net.input.thresholds
+    rows = [{
+        "layer": "input", "kind": "Quant", "in": _shape(net.input.in_shape),
+        "out": _shape(net.input.out_shape), "w_bits": "-", "a_bits": _bits(*t.out_range),
+        "macs": 0, "params": 0, "acc": "-",
+        "thresholds": f"{t.channels}x{t.levels} (float32 on raw input)",
+    }]
+    for layer in net.layers:
+        if isinstance(layer, MaxPool):
+            rows.append({"layer": layer.name, "kind": f"MaxPool {layer.kernel[0]}x{layer.kernel[1]}",
+                         "in": _shape(layer.in_shape), "out": _shape(layer.out_shape),
+                         "w_bits": "-", "a_bits": _bits(*layer.out_range), "macs": 0, "params": 0,
+                         "acc": "-", "thresholds": "-"})
+            continue
+        kind = (f"Conv {layer.kernel[0]}x{layer.kernel[1]}/{layer.stride[0]}"
+                if isinstance(layer, Conv) else "Dense")
+        lo, hi = layer.acc_range
+        rows.append({
+            "layer": layer.name, "kind": kind, "in": _shape(layer.in_shape),
+            "out": _shape(layer.out_shape),
+            "w_bits": "bipolar" if layer.bipolar_weights else f"s{layer.weight_bits}",
+            "a_bits": _bits(*layer.out_range) if layer.activation is not None else "-",
+            "macs": layer.macs, "params": layer.params,
+            "acc": f"s{layer.acc_bits} [{lo}, {hi}]", "thresholds": _threshold_text(layer),
+        })
+    return rows
+
+
+_COLUMNS = [("layer", "layer"), ("kind", "kind"), ("in", "in"), ("out", "out"),
+            ("w_bits", "weights"), ("a_bits", "act out"), ("macs", "MACs"), ("params", "params"),
+            ("acc", "accumulator"), ("thresholds", "thresholds")]
+
+
+def format_table(rows: list[dict], columns=_COLUMNS) -> str:
+    """A plain aligned text table (numbers right-aligned)."""
+    head = [title for _, title in columns]
+    body = [[f"{r[key]:,}" if isinstance(r[key], int) else str(r[key]) for key, _ in columns]
+            for r in rows]
+    widths = [max(len(h), *(len(b[i]) for b in body)) for i, h in enumerate(head)]
+    numeric = [all(isinstance(r[key], int) for r in rows) for key, _ in columns]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if n else c.ljust(w)
+                         for c, w, n in zip(cells, widths, numeric)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(head), rule] + [line(b) for b in body])
+
+
+def network_summary(net: IntegerNetwork) -> dict:
+    """Totals for reports."""
+    mac_layers = net.mac_layers
+    return {
+        "name": net.name,
+        "input_shape": list(net.input_shape),
+        "output_shape": list(net.output_shape),
+        "layers": len(net.layers),
+        "macs": net.macs,
+        "params": sum(layer.params for layer in mac_layers),
+        "weight_bits_total": sum(layer.params * layer.weight_bits for layer in mac_layers),
+        "max_acc_bits": max(layer.acc_bits for layer in mac_layers),
+        "dense": sum(isinstance(layer, Dense) for layer in net.layers),
+        "conv": sum(isinstance(layer, Conv) for layer in net.layers),
+    }

@@ -1,0 +1,221 @@
+"""The ``thresher`` command line.
+
+It sits on top of ``model_tools``, ``hw`` and ``sim`` (it lives in ``sim`` because that package is
+the top of the dependency chain). User errors are :class:`ThresherError` and become one line,
+``thresher: error: <what and where>``, with exit status 2 -- here, in one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from model_tools.errors import ThresherError
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error in one line, like every other error."""
+
+    def error(self, message):
+        raise ThresherError(f"{message} (see '{self.prog} --help')")
+
+
+def shared_dir() -> Path | None:
+    """The read-only ``shared/`` folder beside the checkout, where the demo model lives."""
+    for candidate in (Path(__file__).resolve().parents[2] / "shared", Path.cwd().parent / "shared"):
+        if (candidate / "models").is_dir():
+            return candidate
+    return None
+
+
+def _progress(total: int, label: str):
+    """A progress bar on stderr (tqdm when installed and stderr is a terminal), or nothing."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    bar = tqdm(total=total, desc=label, leave=False, file=sys.stderr)
+
+    def update(done):
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+    return update
+
+
+# -- commands ---------------------------------------------------------------------------------------
+
+def cmd_compile(args) -> int:
+    from model_tools.files import load_network
+    from model_tools.report import format_table, layer_rows, network_summary
+    net = load_network(args.model)
+    if args.out is not None:
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ThresherError(f"{out}: exists and is not a directory")
+        net.save(out)
+    print(format_table(layer_rows(net)))
+    s = network_summary(net)
+    print(f"\n{s['macs']:,} MACs per inference, {s['params']:,} weights "
+          f"({s['weight_bits_total'] / 1024:.1f} kbit), widest accumulator {s['max_acc_bits']} bits")
+    if args.out is not None:
+        print(f"wrote {Path(args.out) / 'network.json'} and network.npz")
+    return 0
+
+
+def cmd_info(args) -> int:
+    args.out = None
+    return cmd_compile(args)
+
+
+ENGINES = ("golden",)
+
+
+def cmd_run(args) -> int:
+    from model_tools import golden
+    from model_tools.files import load_array, load_network, save_array
+    out = Path(args.out)
+    if out.is_dir():
+        raise ThresherError(f"{out}: is a directory; give the output .npy file")
+    if not out.parent.is_dir():
+        raise ThresherError(f"{out.parent}: no such directory")
+    net = load_network(args.model)
+    x = load_array(args.input)
+    if args.engine == "golden":
+        y = golden.run(net, x)
+    else:
+        raise ThresherError(f"engine {args.engine!r} is not available; choose from {', '.join(ENGINES)}")
+    save_array(out, y)
+    print(f"wrote {out}: {y.shape[0]} outputs of shape {tuple(y.shape[1:])} ({args.engine} engine)")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from model_tools.bench import bench_golden, mnist_like
+    from model_tools.files import load_array
+    shared = shared_dir()
+    model = Path(args.model) if args.model else (shared / "models" / "TFC_2W2A.onnx" if shared else None)
+    if model is None or not model.exists():
+        raise ThresherError("no model given and ../shared/models/TFC_2W2A.onnx not found")
+    if args.input:
+        x = load_array(args.input).astype(np.float32)
+    else:
+        images = load_array(shared / "data" / "mnist4" / "input.npy")
+        x = mnist_like(images, args.n, seed=0)
+    r = bench_golden(model, x, _progress(len(x), "qonnx execute_onnx"))
+    print(f"model {model.name}, {r['inputs']} inputs")
+    print(f"  golden engine        {r['golden_s'] * 1e3:10.1f} ms")
+    print(f"  qonnx execute_onnx   {r['qonnx_s'] * 1e3:10.1f} ms")
+    print(f"  speed-up             {r['speedup']:10.1f} x")
+    print(f"  max |golden - qonnx| {r['max_abs_err']:10.3g}  ({r['rel_err']:.2g} of max |output|), "
+          f"same class on {r['same_class']:.1%}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """The main job. Until the default model and hardware land: the real MNIST TFC network through
+    the pipeline that exists (import, fold, golden engine vs qonnx's executor)."""
+    from model_tools import golden
+    from model_tools.bench import qonnx_reference
+    from model_tools.files import load_array
+    from model_tools.fold import load_model
+    from model_tools.report import format_table, layer_rows
+    shared = shared_dir()
+    if shared is None:
+        raise ThresherError("the demo needs ../shared/models/TFC_2W2A.onnx beside the checkout")
+    model = shared / "models" / "TFC_2W2A.onnx"
+    x = load_array(shared / "data" / "mnist4" / "input.npy")
+    labels = load_array(shared / "data" / "mnist4" / "labels.npy")
+    t0 = time.perf_counter()
+    net = load_model(model)
+    t_fold = time.perf_counter() - t0
+    print(f"thresher demo: {model.name} folded in {t_fold:.2f} s\n")
+    print(format_table(layer_rows(net)))
+    y = golden.run(net, x)
+    ref = qonnx_reference(model, x)
+    err = float(np.abs(y - ref).max() / np.abs(ref).max())
+    print(f"\n{'image':>5}  {'label':>5}  {'golden':>6}  {'qonnx':>5}")
+    for i, (lab, g, r) in enumerate(zip(labels, y.argmax(1), ref.argmax(1))):
+        print(f"{i:>5}  {int(lab):>5}  {int(g):>6}  {int(r):>5}")
+    correct = int((y.argmax(1) == labels).sum())
+    print(f"\ngolden engine: {correct}/{len(labels)} correct; max |golden - qonnx| = {err:.2g} of "
+          "max |output|")
+    if args.out:
+        import json
+        from model_tools.files import atomic_write_bytes
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        report = {"model": model.name, "test_images": len(labels),
+                  "accuracy": {"integer": correct / len(labels)}, "golden_vs_qonnx_rel_err": err}
+        atomic_write_bytes(out / "report.json", json.dumps(report, indent=1).encode())
+        print(f"wrote {out / 'report.json'}")
+    if correct != len(labels) or err > 1e-4:
+        raise ThresherError("the demo's golden engine disagrees with the model")
+    return 0
+
+
+# -- the parser -------------------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="thresher", description="Trained quantized networks onto small FPGAs: fold "
+                "batch-norm and quantized activations into integer thresholds, generate hardware, "
+                "simulate it bit-exact, build bitstreams with pip-installed tools.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    c = sub.add_parser("compile", help="fold a QONNX model into an integer network")
+    c.add_argument("model", help="QONNX file (.onnx) or a compiled directory")
+    c.add_argument("-o", "--out", required=True, metavar="DIR", help="write network.json/.npz here")
+    c.set_defaults(func=cmd_compile)
+
+    i = sub.add_parser("info", help="print the per-layer table of a model")
+    i.add_argument("model", help="QONNX file (.onnx) or a compiled directory")
+    i.set_defaults(func=cmd_info)
+
+    r = sub.add_parser("run", help="run a model on a batch of inputs")
+    r.add_argument("model", help="QONNX file (.onnx) or a compiled directory")
+    r.add_argument("input", metavar="X.npy", help="a batch in the model's input shape")
+    r.add_argument("-o", "--out", required=True, metavar="Y.npy", help="where the outputs go")
+    r.add_argument("--engine", default="golden", choices=ENGINES)
+    r.set_defaults(func=cmd_run)
+
+    b = sub.add_parser("bench", help="time the golden engine against qonnx's executor")
+    b.add_argument("what", nargs="?", default="golden", choices=("golden",))
+    b.add_argument("--model", help="QONNX file (default: ../shared/models/TFC_2W2A.onnx)")
+    b.add_argument("--input", metavar="X.npy", help="inputs (default: 1,000 MNIST-like images)")
+    b.add_argument("-n", type=int, default=1000, help="number of generated inputs")
+    b.set_defaults(func=cmd_bench)
+
+    d = sub.add_parser("demo", help="the main job on the default model")
+    d.add_argument("--out", metavar="DIR", help="write report.json here")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    warnings.simplefilter("ignore")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except ThresherError as e:
+        print(f"thresher: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("thresher: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
