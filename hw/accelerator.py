@@ -1,0 +1,455 @@
+"""The accelerator top: one PE x SIMD engine run stage by stage over on-chip feature maps (overlay).
+
+Port contract (stable; the Amaranth simulator driver :mod:`hw.run` and the Verilator driver in
+``sim/`` use exactly these names; in Verilog they appear as ``i__valid``, ``i__payload`` ...):
+
+Members
+-------
+i : In(stream.Signature(signed(raw_width)))
+    Raw input integers (e.g. 8-bit pixels), one per beat, in C order of ``network.input_shape``.
+    Accepted (``i.ready`` high) while the accelerator is not computing and fewer than ``n_in`` values
+    of the next inference have arrived. Each is quantized on arrival by the input quantizer.
+o : Out(stream.Signature(signed(out_width)))
+    The last stage's integers (``golden.run_integer``), one per beat, in C order of
+    ``network.last_shape``; back-pressure through ``o.ready`` is honoured.
+start : In(1)
+    Pulse (one cycle, while ``busy`` is low): run one inference. Input beats may be streamed before
+    or after ``start``; computation begins once all ``n_in`` have arrived.
+busy : Out(1)
+    High from the cycle after ``start`` until ``done``.
+done : Out(1)
+    One-cycle pulse after the last output beat was accepted.
+cycles : Out(32)
+    Cycles of the last inference, counted from ``start`` to ``done`` (load time included only if
+    the input was streamed after ``start``).
+
+Attributes
+----------
+plan : hw.plan.Plan
+    Geometry, widths and the cycle model (``plan.predict_cycles()``).
+n_in, n_out : int
+    Beats per inference on ``i`` and ``o``.
+
+Datapath (see ``docs/architecture.md``): input loader (quantizer) -> feature RAM (or the im2col tap
+memories of the first conv) -> :class:`~hw.window.WindowGenerator` commands -> feature read ->
+:class:`~hw.mac_array.MACArray` -> threshold ROM read -> :class:`~hw.threshold.ThresholdUnit`
+-> feature RAM write (or :class:`~hw.maxpool.MaxPoolUnit` for pool stages); the last MAC stage writes
+the output RAM, which is streamed out in C order.
+"""
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2
+
+from model_tools.errors import ThresherError
+
+from .images import input_threshold_image, threshold_image, weight_image
+from .mac_array import MACArray
+from .maxpool import MaxPoolUnit
+from .plan import GAP_CYCLES, Plan
+from .threshold import ThresholdUnit
+from .window import WindowGenerator
+
+__all__ = ["Accelerator"]
+
+
+class Accelerator(wiring.Component):
+    def __init__(self, network, *, pe=8, simd=8, input_range=(0, 255)):
+        self.plan = plan = Plan(network, pe, simd, input_range)
+        if not plan.stages:
+            raise ThresherError("the network has no layers; nothing to put in hardware")
+        self.network, self.pe, self.simd = network, pe, simd
+        self.n_in, self.n_out = plan.n_in, plan.n_out
+        super().__init__({
+            "i": In(stream.Signature(signed(plan.raw_width))),
+            "o": Out(stream.Signature(signed(plan.out_width))),
+            "start": In(1),
+            "busy": Out(1),
+            "done": Out(1),
+            "cycles": Out(32),
+        })
+
+    # ------------------------------------------------------------------------------------------
+
+    def elaborate(self, platform):
+        m = Module()
+        plan = self.plan
+        V, simd, pe, A = plan.V, plan.simd, plan.pe, plan.act_width
+        stages = plan.stages
+        s0 = stages[0]
+
+        # ---- feature RAM: V lanes x A bits, two regions -------------------------------------
+        m.submodules.fmem = fmem = Memory(shape=unsigned(V * A), depth=plan.feature_depth, init=[])
+        f_wr = fmem.write_port(granularity=A)
+        f_rd = fmem.read_port()
+
+        # ---- phase control ---------------------------------------------------------------------
+        m.submodules.gen = gen = WindowGenerator(plan, gap=GAP_CYCLES)
+        busy = Signal()
+        loaded = Signal(range(plan.n_in + 1))
+        inflight = Signal(2)             # loader beats in its 2-cycle pipeline
+        running = Signal()
+        out_phase = Signal()
+        count = Signal(32)
+        m.d.comb += self.busy.eq(busy)
+        m.d.sync += self.done.eq(0)
+        with m.If(busy):
+            m.d.sync += count.eq(count + 1)
+
+        # ---- input loader ----------------------------------------------------------------------
+        tq = plan.in_thresholds
+        in_cw = plan.raw_width + 1
+        twidth, twords = input_threshold_image(plan)
+        m.submodules.in_trom = in_trom = Memory(shape=unsigned(twidth), depth=len(twords),
+                                                init=twords)
+        in_trd = in_trom.read_port()
+        m.submodules.in_thr = in_thr = ThresholdUnit(
+            lanes=1, acc_width=plan.raw_width, cmp_width=in_cw, levels=max(tq.levels, 1),
+            out_width=A)
+        accept = ~running & ~out_phase & (loaded != plan.n_in)
+        m.d.comb += self.i.ready.eq(accept)
+        per_q = plan.n_in // tq.channels
+        qn = Signal(range(per_q + 1))
+        qc = Signal(range(tq.channels + 1))
+        raw_r = Signal(signed(plan.raw_width))
+        raw_v = Signal()
+        m.d.comb += in_trd.addr.eq(qc)
+        m.d.sync += raw_v.eq(0)
+        with m.If(self.i.valid & accept):
+            m.d.sync += [loaded.eq(loaded + 1), raw_r.eq(self.i.payload), raw_v.eq(1)]
+            with m.If(qn == per_q - 1):
+                m.d.sync += [qn.eq(0), qc.eq(qc + 1)]
+            with m.Else():
+                m.d.sync += qn.eq(qn + 1)
+        never = (1 << (in_cw - 1)) - 1
+        m.d.comb += [
+            in_thr.i.valid.eq(raw_v),
+            in_thr.i.payload.acc[0].eq(raw_r),
+            in_thr.i.payload.neg[0].eq(in_trd.data[0]),
+            in_thr.i.payload.offset.eq(tq.offset),
+            in_thr.i.payload.step.eq(tq.step),
+            in_thr.o.ready.eq(1),
+        ]
+        for j in range(max(tq.levels, 1)):
+            m.d.comb += in_thr.i.payload.thr[0][j].eq(
+                in_trd.data[1 + j * in_cw:1 + (j + 1) * in_cw].as_signed()
+                if j < tq.levels else never)
+        m.d.sync += inflight.eq(Cat(self.i.valid & accept, inflight[0]))
+        q_valid = in_thr.o.valid
+        q_value = in_thr.o.payload.value[0]
+
+        # loader write side: where quantized value number n goes
+        lc, lh, lw = plan.load_geom
+        ld_c = Signal(range(lc + 1))
+        ld_p = Signal(range(lh * lw + 1))
+        ld_ptr = Signal(range(max(plan.feature_depth, 1) + lh * lw * s0.in_words + 2))
+        loader_we = Signal()
+        loader_addr = Signal.like(f_wr.addr)
+        loader_data = Signal(V * A)
+        loader_en = Signal(V)
+        tap_ports = []
+        loader_reset = [ld_c.eq(0), ld_p.eq(0), ld_ptr.eq(0), qc.eq(0), qn.eq(0)]
+        if plan.im2col:
+            kh, kw = s0.kernel
+            sh, sw = s0.stride
+            pt, pl = s0.pad_tl
+            _, ho, wo = s0.out_geom
+            ld_h = Signal(range(lh + 1))
+            ld_w = Signal(range(lw + 1))
+            qrange = signed(bits_for(max(lh, lw, ho, wo) + max(pt, pl, kh, kw) + 2) + 2)
+            hq = [Signal(qrange, name=f"hq{y}", init=(pt - y) // sh) for y in range(kh)]
+            hr = [Signal(range(sh), name=f"hr{y}", init=(pt - y) % sh) for y in range(kh)]
+            wq = [Signal(qrange, name=f"wq{x}", init=(pl - x) // sw) for x in range(kw)]
+            wr = [Signal(range(sw), name=f"wr{x}", init=(pl - x) % sw) for x in range(kw)]
+
+            def reset_rows():
+                out = []
+                for y in range(kh):
+                    q, r = divmod(pt - y, sh)
+                    out += [hq[y].eq(q), hr[y].eq(r)]
+                return out
+
+            def reset_cols():
+                out = []
+                for x in range(kw):
+                    q, r = divmod(pl - x, sw)
+                    out += [wq[x].eq(q), wr[x].eq(r)]
+                return out
+
+            def step(q, r, s):
+                return [q.eq(q + 1), r.eq(0)] if s == 1 else \
+                    [r.eq(Mux(r == s - 1, 0, r + 1)), q.eq(Mux(r == s - 1, q + 1, q))]
+
+            loader_reset += reset_rows() + reset_cols() + [ld_h.eq(0), ld_w.eq(0)]
+            with m.If(q_valid):
+                with m.If(ld_w != lw - 1):
+                    m.d.sync += [ld_w.eq(ld_w + 1)]
+                    for x in range(kw):
+                        m.d.sync += step(wq[x], wr[x], sw)
+                with m.Else():
+                    m.d.sync += [ld_w.eq(0)] + reset_cols()
+                    with m.If(ld_h != lh - 1):
+                        m.d.sync += ld_h.eq(ld_h + 1)
+                        for y in range(kh):
+                            m.d.sync += step(hq[y], hr[y], sh)
+                    with m.Else():
+                        m.d.sync += [ld_h.eq(0), ld_c.eq(ld_c + 1)] + reset_rows()
+            for y in range(kh):
+                for x in range(kw):
+                    mem = Memory(shape=unsigned(lc * A), depth=ho * wo, init=[])
+                    m.submodules[f"tap_{y}_{x}"] = mem
+                    wp = mem.write_port(granularity=A)
+                    rp = mem.read_port()
+                    ok = ((hr[y] == 0) & (hq[y] >= 0) & (hq[y] < ho) &
+                          (wr[x] == 0) & (wq[x] >= 0) & (wq[x] < wo))
+                    m.d.comb += [
+                        wp.addr.eq(hq[y] * wo + wq[x]),
+                        wp.data.eq(Cat(q_value for _ in range(lc))),
+                        wp.en.eq(Mux(q_valid & ok, 1 << ld_c, 0)),
+                    ]
+                    tap_ports.append(rp)
+        else:
+            with m.If(q_valid):
+                with m.If(ld_p != lh * lw - 1):
+                    m.d.sync += [ld_p.eq(ld_p + 1), ld_ptr.eq(ld_ptr + s0.in_words)]
+                with m.Else():
+                    m.d.sync += [ld_p.eq(0), ld_ptr.eq(0), ld_c.eq(ld_c + 1)]
+            lsv = ceil_log2(V)
+            m.d.comb += [
+                loader_we.eq(q_valid),
+                loader_addr.eq(s0.in_base + ld_ptr + (ld_c >> lsv)),
+                loader_data.eq(Cat(q_value for _ in range(V))),
+                loader_en.eq(1 << (ld_c & (V - 1))),
+            ]
+
+        # ---- compute: command -> read ------------------------------------------------------
+        cmd = gen.o.payload
+        m.d.comb += gen.o.ready.eq(1)
+        cmd1 = Signal.like(cmd)
+        v1 = Signal()
+        m.d.sync += [cmd1.eq(cmd), v1.eq(gen.o.valid)]
+
+        # weight ROMs (one per MAC stage), read by command
+        mac_stages = [s for s in stages if s.kind == "mac"]
+        wdata = {}
+        tdata = {}
+        for s in mac_stages:
+            width, words = weight_image(plan, s)
+            mem = Memory(shape=unsigned(width), depth=len(words), init=words)
+            m.submodules[f"wrom{s.index}"] = mem
+            rp = mem.read_port()
+            m.d.comb += rp.addr.eq(cmd.waddr)
+            wdata[s.index] = rp.data
+        # decoded weights for the array, by stage
+        WB = plan.weight_width
+        w_lanes = Signal(data.ArrayLayout(signed(WB), pe * simd))
+        with m.Switch(cmd1.stage):
+            for s in mac_stages:
+                with m.Case(s.index):
+                    d, ww = wdata[s.index], s.weight_width
+                    for k in range(pe * simd):
+                        bits = d[k * ww:(k + 1) * ww]
+                        m.d.comb += w_lanes[k].eq(Mux(bits[0], 1, -1) if s.bipolar
+                                                  else bits.as_signed())
+
+        # activations (SIMD lanes) of this beat
+        a_lanes = Signal(data.ArrayLayout(signed(A), simd))
+        raw_lanes = Signal(data.ArrayLayout(signed(A), simd))
+        words = Signal(data.ArrayLayout(signed(A), V))
+        m.d.comb += [words.eq(f_rd.data),
+                     f_rd.addr.eq(cmd.addr)]
+        nsub = V // simd
+        m.d.comb += raw_lanes.eq(Array(words.as_value()[k * simd * A:(k + 1) * simd * A]
+                                       for k in range(nsub))[cmd1.sub])
+        if plan.im2col:
+            kh, kw = s0.kernel
+            cin = s0.in_geom[0]
+            window = []
+            for rp in tap_ports:
+                m.d.comb += rp.addr.eq(cmd.addr)
+                window += [rp.data[c * A:(c + 1) * A] for c in range(cin)]
+            nchunks = s0.loops[3]
+            window += [Const(0, A)] * (nchunks * simd - len(window))
+            chunks = Array(Cat(*window[j * simd:(j + 1) * simd]) for j in range(nchunks))
+            with m.If(cmd1.stage == 0):
+                m.d.comb += raw_lanes.eq(chunks[cmd1.chunk])
+        for k in range(simd):
+            m.d.comb += a_lanes[k].eq(Mux(cmd1.mask[k], raw_lanes[k], 0))
+
+        is_pool = Array(Const(s.kind == "pool", 1) for s in stages)[cmd1.stage]
+
+        # tag carried through the array: stage, group, output address and lane
+        tag_layout = data.StructLayout({"stage": cmd.stage.shape(), "group": cmd.group.shape(),
+                                        "oaddr": cmd.oaddr.shape(), "olane": cmd.olane.shape()})
+        tag_w = tag_layout.size
+        tag1 = Signal(tag_layout)
+        m.d.comb += [tag1.stage.eq(cmd1.stage), tag1.group.eq(cmd1.group),
+                     tag1.oaddr.eq(cmd1.oaddr), tag1.olane.eq(cmd1.olane)]
+
+        m.submodules.mac = mac = MACArray(pe=pe, simd=simd, weight_width=WB, act_width=A,
+                                          acc_width=plan.acc_width, tag_width=tag_w)
+        m.d.comb += [
+            mac.i.valid.eq(v1 & ~is_pool),
+            mac.i.payload.w.eq(w_lanes),
+            mac.i.payload.a.eq(a_lanes),
+            mac.i.payload.first.eq(cmd1.first),
+            mac.i.payload.last.eq(cmd1.last),
+            mac.i.payload.tag.eq(tag1),
+            mac.o.ready.eq(1),
+        ]
+        m.submodules.pool = pool = MaxPoolUnit(lanes=simd, width=A, tag_width=tag_w)
+        m.d.comb += [
+            pool.i.valid.eq(v1 & is_pool),
+            pool.i.payload.a.eq(a_lanes),
+            pool.i.payload.valid.eq(cmd1.mask),
+            pool.i.payload.first.eq(cmd1.first),
+            pool.i.payload.last.eq(cmd1.last),
+            pool.i.payload.tag.eq(tag1),
+            pool.o.ready.eq(1),
+        ]
+
+        # ---- accumulators -> thresholds ------------------------------------------------------
+        acc_r = Signal.like(mac.o.payload.acc)
+        tag_r = Signal(tag_layout)
+        acc_v = Signal()
+        m.d.sync += [acc_r.eq(mac.o.payload.acc), tag_r.eq(mac.o.payload.tag),
+                     acc_v.eq(mac.o.valid)]
+        L = max(plan.levels, 1)
+        cw = plan.cmp_width
+        m.submodules.thr = thr = ThresholdUnit(lanes=pe, acc_width=plan.acc_width, cmp_width=cw,
+                                               levels=L, out_width=A, tag_width=tag_w)
+        never = (1 << (cw - 1)) - 1
+        act_stages = [s for s in mac_stages if s.levels >= 1]
+        for s in act_stages:
+            width, twords = threshold_image(plan, s)
+            mem = Memory(shape=unsigned(width), depth=len(twords), init=twords)
+            m.submodules[f"trom{s.index}"] = mem
+            rp = mem.read_port()
+            m.d.comb += rp.addr.eq(tag_layout(mac.o.payload.tag).group)
+            tdata[s.index] = rp.data
+        has_act = Array(Const(s.kind == "mac" and s.levels >= 1, 1) for s in stages)[tag_r.stage]
+        m.d.comb += [thr.i.valid.eq(acc_v & has_act), thr.i.payload.acc.eq(acc_r),
+                     thr.i.payload.tag.eq(tag_r), thr.o.ready.eq(1)]
+        with m.Switch(tag_r.stage):
+            for s in act_stages:
+                with m.Case(s.index):
+                    d, lane_bits = tdata[s.index], 1 + s.levels * cw
+                    m.d.comb += [thr.i.payload.offset.eq(s.offset),
+                                 thr.i.payload.step.eq(s.step)]
+                    for k in range(pe):
+                        base = k * lane_bits
+                        m.d.comb += thr.i.payload.neg[k].eq(d[base])
+                        for j in range(L):
+                            m.d.comb += thr.i.payload.thr[k][j].eq(
+                                d[base + 1 + j * cw:base + 1 + (j + 1) * cw].as_signed()
+                                if j < s.levels else never)
+            with m.Default():
+                for k in range(pe):
+                    for j in range(L):
+                        m.d.comb += thr.i.payload.thr[k][j].eq(never)
+
+        # ---- write back ------------------------------------------------------------------------
+        to_out = Array(Const(s.to_output, 1) for s in stages)
+        # feature RAM write port: loader, MAC results (pe lanes) or pool results (simd lanes)
+        t_tag = Signal(tag_layout)
+        p_tag = Signal(tag_layout)
+        m.d.comb += [t_tag.eq(thr.o.payload.tag), p_tag.eq(pool.o.payload.tag)]
+        mac_we = thr.o.valid & ~to_out[t_tag.stage]
+        with m.If(loader_we):
+            m.d.comb += [f_wr.addr.eq(loader_addr), f_wr.data.eq(loader_data),
+                         f_wr.en.eq(loader_en)]
+        with m.Elif(mac_we):
+            vals = Cat(thr.o.payload.value[k] for k in range(pe))
+            m.d.comb += [f_wr.addr.eq(t_tag.oaddr),
+                         f_wr.data.eq(Cat(vals for _ in range(V // pe))),
+                         f_wr.en.eq(((1 << pe) - 1) << t_tag.olane)]
+        with m.Elif(pool.o.valid):
+            vals = Cat(pool.o.payload.value[k] for k in range(simd))
+            m.d.comb += [f_wr.addr.eq(p_tag.oaddr),
+                         f_wr.data.eq(Cat(vals for _ in range(V // simd))),
+                         f_wr.en.eq(((1 << simd) - 1) << p_tag.olane)]
+
+        # output RAM (last MAC stage): pe lanes of out_width
+        OW = plan.out_width
+        if plan.output_mode == "acc":
+            last = stages[-1]
+            m.submodules.omem = omem = Memory(shape=unsigned(pe * OW), depth=plan.out_depth,
+                                              init=[])
+            o_wr = omem.write_port()
+            o_rd = omem.read_port()
+            if last.levels >= 1:
+                m.d.comb += [o_wr.addr.eq(t_tag.oaddr),
+                             o_wr.data.eq(Cat(thr.o.payload.value[k] for k in range(pe))),
+                             o_wr.en.eq(thr.o.valid & to_out[t_tag.stage])]
+            else:
+                m.d.comb += [o_wr.addr.eq(tag_r.oaddr),
+                             o_wr.data.eq(Cat(acc_r[k][:OW] for k in range(pe))),
+                             o_wr.en.eq(acc_v & to_out[tag_r.stage])]
+
+        # ---- output streaming --------------------------------------------------------------------
+        oc, oh_, ow_ = plan.out_geom
+        npix = oh_ * ow_
+        rd_c = Signal(range(oc + 1))
+        rd_p = Signal(range(npix + 1))
+        rd_left = Signal(range(plan.n_out + 1))
+        o_valid = Signal()
+        sel = Signal(range(max(V, pe)))
+        fetch = out_phase & (rd_left != 0) & (~o_valid | self.o.ready)
+        if plan.output_mode == "acc":
+            gbase = Signal(range(plan.out_depth + npix + 1))
+            m.d.comb += [o_rd.addr.eq(gbase + rd_p), o_rd.en.eq(fetch | ~out_phase)]
+            lanes = Array(o_rd.data[k * OW:(k + 1) * OW] for k in range(pe))
+            m.d.comb += self.o.payload.eq(lanes[sel])
+            next_base = Mux((rd_c & (pe - 1)) == pe - 1, gbase + npix, gbase) if pe > 1 \
+                else gbase + npix
+        else:
+            gv = stages[-1].out_words if stages else 1
+            gbase = Signal(range(plan.feature_depth + 1))
+            ptr = Signal(range(plan.feature_depth + npix * gv + 1))
+            with m.If(out_phase):
+                m.d.comb += [f_rd.addr.eq(plan.out_base + ptr + (rd_c >> ceil_log2(V))),
+                             f_rd.en.eq(fetch)]
+            lanes = Array(f_rd.data[k * A:(k + 1) * A] for k in range(V))
+            sel_val = Signal(A)
+            m.d.comb += [sel_val.eq(lanes[sel]), self.o.payload.eq(sel_val.as_signed())]
+        m.d.comb += self.o.valid.eq(o_valid)
+        with m.If(self.o.ready & o_valid):
+            m.d.sync += o_valid.eq(0)
+        with m.If(fetch):
+            m.d.sync += [o_valid.eq(1), rd_left.eq(rd_left - 1)]
+            if plan.output_mode == "acc":
+                m.d.sync += sel.eq(rd_c & (pe - 1))
+                with m.If(rd_p != npix - 1):
+                    m.d.sync += rd_p.eq(rd_p + 1)
+                with m.Else():
+                    m.d.sync += [rd_p.eq(0), rd_c.eq(rd_c + 1), gbase.eq(next_base)]
+            else:
+                m.d.sync += sel.eq(rd_c & (V - 1))
+                with m.If(rd_p != npix - 1):
+                    m.d.sync += [rd_p.eq(rd_p + 1), ptr.eq(ptr + gv)]
+                with m.Else():
+                    m.d.sync += [rd_p.eq(0), ptr.eq(0), rd_c.eq(rd_c + 1)]
+
+        # ---- phases ----------------------------------------------------------------------------
+        waiting = Signal()
+        m.d.comb += gen.start.eq(0)
+        with m.If(~busy):
+            with m.If(self.start):
+                m.d.sync += [busy.eq(1), waiting.eq(1), count.eq(1)]
+        with m.Elif(waiting):
+            with m.If((loaded == plan.n_in) & (inflight == 0) & ~q_valid):
+                m.d.comb += gen.start.eq(1)
+                m.d.sync += [waiting.eq(0), running.eq(1)]
+        with m.Elif(running):
+            with m.If(~gen.busy & ~gen.start):
+                m.d.sync += [running.eq(0), out_phase.eq(1), rd_left.eq(plan.n_out),
+                             rd_c.eq(0), rd_p.eq(0), gbase.eq(0)]
+                if plan.output_mode == "feature":
+                    m.d.sync += ptr.eq(0)
+        with m.Elif(out_phase):
+            with m.If((rd_left == 0) & (~o_valid | self.o.ready)):
+                m.d.sync += [out_phase.eq(0), busy.eq(0), self.done.eq(1), loaded.eq(0),
+                             self.cycles.eq(count)] + loader_reset
+        return m

@@ -1,0 +1,103 @@
+"""ROM images (lists of Python ints) for the engine's weight and threshold memories (numpy only).
+
+Words are packed little-endian by lane: lane ``k`` occupies bits ``[k * width, (k + 1) * width)``.
+
+* Weight ROM of a MAC stage: one word per (g, ky, kx, cg) in loop order (see :mod:`hw.plan`), lanes
+  ``pe * SIMD + s`` holding ``w[g * PE + pe, tap, input element]``; zero outside the layer (bipolar
+  weights are 1 bit, 1 meaning +1, 0 meaning -1; their padding is masked by the activations).
+* Threshold ROM of a MAC stage with an activation: one word per output group ``g``; lane ``pe`` is
+  ``[direction bit (1 = negative), T_0, ..., T_{L-1}]`` with ``cmp_width``-bit thresholds clamped
+  into ``[-M, M + 1]``, ``M`` the stage's accumulator bound (clamping is exact: a threshold below
+  every reachable value is always passed, one above is never).
+* Input threshold ROM: one word per input-quantizer channel, the same lane format.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .plan import Plan, Stage, ceil_div
+
+__all__ = ["pack", "weight_image", "threshold_image", "input_threshold_image", "flat_weights"]
+
+
+def pack(values, width: int) -> int:
+    """Pack integers (two's complement, ``width`` bits each) into one Python int, lane 0 lowest."""
+    word, mask = 0, (1 << width) - 1
+    for k, v in enumerate(np.asarray(values, dtype=object).ravel()):
+        word |= (int(v) & mask) << (k * width)
+    return word
+
+
+def flat_weights(plan: Plan, stage: Stage) -> np.ndarray:
+    """Weights as (Cout, taps, elements per tap) in the stage's lane order, int64."""
+    layer = stage.layer
+    C, H, W = stage.in_geom
+    w = np.asarray(layer.weights, dtype=np.int64).reshape(layer.out_channels, C,
+                                                          *stage.kernel)
+    w = w.transpose(0, 2, 3, 1)                      # (Cout, kh, kw, Cin)
+    if stage.im2col:
+        return w.reshape(layer.out_channels, 1, -1)   # one "tap": the whole (ky, kx, c) window
+    return w.reshape(layer.out_channels, stage.kernel[0] * stage.kernel[1], C)
+
+
+def weight_image(plan: Plan, stage: Stage) -> tuple[int, list[int]]:
+    """(bits per word, words) of ``stage``'s weight ROM."""
+    pe, simd = plan.pe, plan.simd
+    ng, kh, kw, nc = stage.loops
+    w = flat_weights(plan, stage)
+    cout, taps, elems = w.shape
+    full = np.zeros((ng * pe, taps, nc * simd), dtype=np.int64)
+    full[:cout, :, :elems] = w
+    if stage.bipolar:
+        full = (full > 0).astype(np.int64)
+    width = stage.weight_width
+    # (g, pe, tap, cg, s) -> (g, tap, cg, pe, s)
+    full = full.reshape(ng, pe, taps, nc, simd).transpose(0, 2, 3, 1, 4)
+    words = [pack(full[g, t, c], width) for g in range(ng) for t in range(taps)
+             for c in range(nc)]
+    return width * pe * simd, words
+
+
+def _threshold_lanes(values, direction, channels, cmp_width, bound_m):
+    lo, hi = -bound_m, bound_m + 1
+    t = np.clip(np.asarray(values, dtype=np.int64), lo, hi)
+    if t.shape[0] == 1 and channels > 1:
+        t = np.repeat(t, channels, axis=0)
+        direction = np.repeat(np.asarray(direction), channels)
+    return t, np.asarray(direction)
+
+
+def _lane_word(t_row, d, cmp_width):
+    mask = (1 << cmp_width) - 1
+    word = 1 if d < 0 else 0
+    for j, v in enumerate(t_row):
+        word |= (int(v) & mask) << (1 + j * cmp_width)
+    return word
+
+
+def threshold_image(plan: Plan, stage: Stage) -> tuple[int, list[int]]:
+    """(bits per word, words) of ``stage``'s threshold ROM (``stage.levels >= 1``)."""
+    act = stage.layer.activation
+    pe, L, cw = plan.pe, stage.levels, plan.cmp_width
+    ng = stage.loops[0]
+    m = max(-stage.acc_bound[0], stage.acc_bound[1])
+    t, d = _threshold_lanes(act.values, act.direction, stage.layer.out_channels, cw, m)
+    lane_bits = 1 + L * cw
+    words = []
+    for g in range(ng):
+        word = 0
+        for k in range(pe):
+            c = min(g * pe + k, t.shape[0] - 1)      # padding lanes repeat the last channel
+            word |= _lane_word(t[c], d[c], cw) << (k * lane_bits)
+        words.append(word)
+    return pe * lane_bits, words
+
+
+def input_threshold_image(plan: Plan) -> tuple[int, list[int]]:
+    """(bits per word, words) of the input quantizer's threshold ROM, one word per channel."""
+    t = plan.in_thresholds
+    cw = plan.raw_width + 1
+    m = max(-plan.input_range[0], plan.input_range[1])
+    vals = np.clip(t.values, -m, m + 1)
+    return 1 + t.levels * cw, [_lane_word(vals[c], t.direction[c], cw) for c in range(t.channels)]

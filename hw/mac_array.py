@@ -1,0 +1,93 @@
+"""MAC array: PE output channels x SIMD input elements per cycle, exact signed accumulation.
+
+Every beat carries ``pe * simd`` signed weights, ``simd`` signed activations and ``first``/``last``
+flags. Output channel ``k`` adds ``sum_s w[k * simd + s] * a[s]`` to its accumulator (cleared by
+``first``); the beat flagged ``last`` emits the ``pe`` accumulators with that beat's ``tag``.
+
+Two pipeline stages: registered products, then adder tree + accumulate (registered output). The
+accumulator width comes from the network's worst case (:class:`hw.plan.Plan`), so nothing wraps.
+
+Members
+-------
+i : In(stream.Signature(StructLayout))
+    ``w`` (``pe * simd`` x signed(weight_width)), ``a`` (``simd`` x signed(act_width)),
+    ``first``, ``last``, ``tag``.
+o : Out(stream.Signature(StructLayout))
+    ``acc`` (``pe`` x signed(acc_width)) and ``tag``.
+"""
+
+from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["MACArray"]
+
+
+def _tree(values):
+    """Balanced adder tree (each level widens by Amaranth's exact arithmetic)."""
+    values = list(values)
+    while len(values) > 1:
+        values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
+                  for k in range(0, len(values), 2)]
+    return values[0]
+
+
+class MACArray(wiring.Component):
+    def __init__(self, *, pe, simd, weight_width, act_width, acc_width, tag_width=1):
+        for name, v in (("pe", pe), ("simd", simd), ("weight_width", weight_width),
+                        ("act_width", act_width), ("acc_width", acc_width),
+                        ("tag_width", tag_width)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, not {v!r}")
+        self.pe, self.simd = pe, simd
+        self.weight_width, self.act_width, self.acc_width = weight_width, act_width, acc_width
+        self.tag_width = tag_width
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({
+                "w": data.ArrayLayout(signed(weight_width), pe * simd),
+                "a": data.ArrayLayout(signed(act_width), simd),
+                "first": unsigned(1),
+                "last": unsigned(1),
+                "tag": unsigned(tag_width),
+            }))),
+            "o": Out(stream.Signature(data.StructLayout({
+                "acc": data.ArrayLayout(signed(acc_width), pe),
+                "tag": unsigned(tag_width),
+            }))),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        pe, simd = self.pe, self.simd
+        en = ~self.o.valid | self.o.ready
+        m.d.comb += self.i.ready.eq(en)
+
+        # stage 1: products
+        p_valid = Signal()
+        p_first = Signal()
+        p_last = Signal()
+        p_tag = Signal(self.tag_width)
+        prod_shape = signed(self.weight_width + self.act_width)
+        prods = [Signal(prod_shape, name=f"prod_{k}_{s}") for k in range(pe) for s in range(simd)]
+        with m.If(en):
+            m.d.sync += [
+                p_valid.eq(self.i.valid),
+                p_first.eq(self.i.payload.first),
+                p_last.eq(self.i.payload.last),
+                p_tag.eq(self.i.payload.tag),
+            ]
+            for k in range(pe):
+                for s in range(simd):
+                    m.d.sync += prods[k * simd + s].eq(
+                        self.i.payload.w[k * simd + s] * self.i.payload.a[s])
+
+        # stage 2: adder tree + accumulate
+        accs = [Signal(signed(self.acc_width), name=f"acc_{k}") for k in range(pe)]
+        with m.If(en):
+            m.d.sync += self.o.valid.eq(p_valid & p_last)
+            with m.If(p_valid):
+                m.d.sync += self.o.payload.tag.eq(p_tag)
+                for k in range(pe):
+                    total = Mux(p_first, 0, accs[k]) + _tree(prods[k * simd:(k + 1) * simd])
+                    m.d.sync += [accs[k].eq(total), self.o.payload.acc[k].eq(total)]
+        return m

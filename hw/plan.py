@@ -1,0 +1,291 @@
+"""How an :class:`~model_tools.ir.IntegerNetwork` maps onto the overlay engine (pure Python + numpy).
+
+The engine (see ``docs/architecture.md``) is one PE x SIMD MAC array reused stage by stage, with the
+feature maps in an on-chip RAM of ``V = max(PE, SIMD)``-lane words. This module decides, for a given
+network and array shape, everything that does not depend on Amaranth: the geometry and loop counts of
+every stage, where each feature map lives, the widths of every datapath, and the cycle model.
+
+Memory layout of a feature map (C, H, W): pixel-major, ``GV = ceil(C / V)`` words per pixel, channel
+``c`` of pixel ``p = h * W + w`` in word ``base + p * GV + c // V``, lane ``c % V``.
+
+Loop nest of every stage (one array cycle per innermost iteration, never a stall)::
+
+    for oh in Ho: for ow in Wo: for g in NG: for ky in KH: for kx in KW: for cg in NC: issue
+
+* MAC stage, regular: ``NG = ceil(Cout / PE)``, ``(KH, KW) = kernel``, ``NC = ceil(Cin / SIMD)``;
+  lanes over SIMD input channels of one kernel tap. A dense layer is a conv whose kernel covers its
+  whole (C, H, W) input.
+* MAC stage, im2col (the first layer when it is a conv with ``Cin % SIMD != 0``): the input loader
+  writes every window in full, so lanes run over the flattened (ky, kx, c) window:
+  ``KH = KW = 1``, ``NC = ceil(kh * kw * Cin / SIMD)``.
+* Pool stage: ``NG = ceil(C / SIMD)`` channel groups, ``(KH, KW) = kernel``, ``NC = 1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model_tools.errors import ThresherError
+from model_tools.ir import Conv, Dense, IntegerNetwork, MaxPool, signed_bits
+
+__all__ = ["Stage", "Plan", "predict_cycles", "mac_bound_cycles", "ceil_div",
+           "START_CYCLES", "GAP_CYCLES", "END_CYCLES"]
+
+# Cycle-model constants, measured on the RTL (tests/hw/test_cycles.py checks them):
+START_CYCLES = 2     # start pulse -> first issue
+GAP_CYCLES = 8       # per stage: pipeline drain before the next stage may read what this one wrote
+END_CYCLES = 3       # last output beat -> done
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-int(a) // int(b))
+
+
+def _is_pow2(n) -> bool:
+    return isinstance(n, int) and n >= 1 and (n & (n - 1)) == 0
+
+
+def _geometry(shape) -> tuple[int, int, int]:
+    """Physical (C, H, W) of a stage's tensor: 1-D tensors are C channels of one pixel."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 3:
+        return shape
+    return (int(np.prod(shape)), 1, 1)
+
+
+def _range_with_zero(lo, hi):
+    return min(int(lo), 0), max(int(hi), 0)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One layer as the engine runs it (see the module docstring for the loop nest)."""
+
+    index: int
+    layer: object
+    kind: str                          # "mac" or "pool"
+    im2col: bool
+    in_geom: tuple[int, int, int]      # (C, H, W) of the input as stored
+    out_geom: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pad_tl: tuple[int, int]            # (top, left)
+    loops: tuple[int, int, int, int]   # (NG, KH, KW, NC)
+    in_words: int                      # GV of the input
+    out_words: int                     # GV of the output
+    in_base: int
+    out_base: int
+    to_output: bool                    # writes the output memory (the last MAC stage)
+    in_range: tuple[int, int]          # values the stage reads (padding 0 included for MACs)
+    acc_bound: tuple[int, int]         # bound of every partial sum (MAC stages)
+    weight_width: int                  # stored bits per weight (MAC stages)
+    bipolar: bool
+    levels: int                        # thresholds per channel (0: raw accumulators / pool)
+    offset: int
+    step: int
+
+    @property
+    def pixels(self) -> int:
+        return self.out_geom[1] * self.out_geom[2]
+
+    @property
+    def issue_cycles(self) -> int:
+        return self.pixels * int(np.prod(self.loops))
+
+    @property
+    def taps_per_pixel(self) -> int:
+        return int(np.prod(self.loops[1:]))
+
+
+class Plan:
+    """Everything the hardware generator needs to know about ``network`` on a PE x SIMD array.
+
+    Parameters
+    ----------
+    network : IntegerNetwork
+    pe, simd : int
+        Output channels and input elements per cycle; powers of two.
+    input_range : (int, int)
+        Range of the raw integer input values (e.g. (0, 255) for 8-bit pixels).
+
+    Attributes
+    ----------
+    V : int
+        Lanes of a feature-RAM word, ``max(pe, simd)``.
+    stages : tuple of Stage
+    act_width : int
+        Signed bits of every stored activation value (the true integers, 0 included for padding).
+    weight_width : int
+        Signed bits of a decoded weight (the MAC array's weight input).
+    acc_width : int
+        Signed accumulator bits: the worst-case bound of any partial sum of any layer.
+    cmp_width : int
+        Comparator bits (``acc_width + 1``: a negated accumulator and clamped thresholds fit).
+    out_width : int
+        Signed bits of an output beat.
+    raw_width : int
+        Signed bits of a raw input beat.
+    """
+
+    def __init__(self, network: IntegerNetwork, pe: int, simd: int, input_range=(0, 255)):
+        if not isinstance(network, IntegerNetwork):
+            raise TypeError(f"network must be an IntegerNetwork, not {type(network).__name__}")
+        for name, v in (("pe", pe), ("simd", simd)):
+            if not _is_pow2(v):
+                raise ThresherError(f"{name} must be a power of two, not {v!r}")
+        lo, hi = (int(v) for v in input_range)
+        if lo > hi:
+            raise ThresherError(f"input_range must be (lo, hi) with lo <= hi, not {input_range!r}")
+        self.network, self.pe, self.simd, self.input_range = network, pe, simd, (lo, hi)
+        self.V = max(pe, simd)
+        self.in_thresholds = network.input.integer_thresholds(lo, hi)
+        self.raw_width = signed_bits(min(lo, 0), hi)
+        self._build()
+
+    # ------------------------------------------------------------------------------------------
+
+    def _build(self):
+        net, pe, simd, V = self.network, self.pe, self.simd, self.V
+        layers = net.layers
+        mac_idx = [i for i, l in enumerate(layers) if isinstance(l, (Conv, Dense))]
+        last_mac = mac_idx[-1] if mac_idx else None
+        self.output_mode = "acc" if layers and last_mac == len(layers) - 1 else "feature"
+
+        # physical geometry of the loader's target: the first stage's input
+        if layers and isinstance(layers[0], Dense):
+            geom = _geometry((int(np.prod(layers[0].in_shape)),))
+        elif layers:
+            geom = _geometry(layers[0].in_shape)
+        else:
+            geom = _geometry(net.input.out_shape)
+        if int(np.prod(geom)) != int(np.prod(net.input.out_shape)):
+            raise ThresherError(f"first layer input {geom} does not match the input quantizer "
+                                f"output {net.input.out_shape}")
+        self.load_geom = geom
+        rng = net.input.out_range
+        stored = [rng]
+        stages, words_needed = [], [geom[1] * geom[2] * ceil_div(geom[0], V)]
+        self.im2col = bool(layers) and isinstance(layers[0], Conv) and geom[0] % simd != 0
+
+        for i, layer in enumerate(layers):
+            C, H, W = geom
+            gv_in = ceil_div(C, V)
+            if isinstance(layer, MaxPool):
+                if len(layer.in_shape) != 3 or tuple(layer.in_shape) != geom:
+                    raise ThresherError(f"{layer.name}: input {layer.in_shape} does not match the "
+                                        f"stored feature map {geom}")
+                out = _geometry(layer.out_shape)
+                kh, kw = layer.kernel
+                loops = (ceil_div(C, simd), kh, kw, 1)
+                stride, pad_tl = layer.stride, layer.pads[:2]
+                kind, im2col, acc_bound, wbits, bip, levels, offset, step = \
+                    "pool", False, (0, 0), 0, False, 0, 0, 1
+                out_rng = rng
+            else:
+                if isinstance(layer, Dense):
+                    if int(np.prod(layer.in_shape)) != C * H * W:
+                        raise ThresherError(f"{layer.name}: input {layer.in_shape} does not match "
+                                            f"the stored feature map {geom}")
+                    w = layer.weights.reshape(layer.out_channels, C, H, W)
+                    kh, kw, stride, pad_tl = H, W, (1, 1), (0, 0)
+                    out = (layer.out_channels, 1, 1)
+                else:
+                    if tuple(layer.in_shape) != geom:
+                        raise ThresherError(f"{layer.name}: input {layer.in_shape} does not match "
+                                            f"the stored feature map {geom}")
+                    w = layer.weights
+                    kh, kw = layer.kernel
+                    stride, pad_tl = layer.stride, layer.pads[:2]
+                    out = _geometry(layer.out_shape)
+                cout = layer.out_channels
+                im2col = i == 0 and self.im2col
+                ng = ceil_div(cout, pe)
+                loops = (ng, 1, 1, ceil_div(kh * kw * C, simd)) if im2col else \
+                    (ng, kh, kw, ceil_div(C, simd))
+                # every partial sum lies in the sum of per-term ranges with 0 included
+                a_lo, a_hi = _range_with_zero(min(rng[0], layer.in_range[0]),
+                                              max(rng[1], layer.in_range[1]))
+                wf = w.reshape(cout, -1)
+                tlo = np.minimum(wf * a_lo, wf * a_hi).sum(axis=1)
+                thi = np.maximum(wf * a_lo, wf * a_hi).sum(axis=1)
+                acc_bound = (int(min(tlo.min(), 0)), int(max(thi.max(), 0)))
+                bip = layer.weight_bits == 1 and bool(np.all(np.abs(w) == 1))
+                wbits = 1 if bip else signed_bits(int(w.min()), int(w.max()))
+                kind = "mac"
+                act = layer.activation
+                if act is None:
+                    if i != len(layers) - 1:
+                        raise ThresherError(f"{layer.name}: only the last layer may have no "
+                                            "activation")
+                    levels, offset, step = 0, 0, 1
+                    out_rng = acc_bound
+                else:
+                    levels, offset, step = act.levels, act.offset, act.step
+                    out_rng = act.out_range
+                    stored.append(out_rng)
+                a_rng = (a_lo, a_hi)
+            if out != _geometry(layer.out_shape):
+                raise ThresherError(f"{layer.name}: output shape {layer.out_shape} unexpected")
+            to_output = kind == "mac" and i == len(layers) - 1
+            stages.append(dict(
+                index=i, layer=layer, kind=kind, im2col=kind == "mac" and im2col, in_geom=geom,
+                out_geom=out, kernel=(int(kh), int(kw)), stride=tuple(int(s) for s in stride),
+                pad_tl=tuple(int(p) for p in pad_tl), loops=tuple(int(x) for x in loops),
+                in_words=gv_in, out_words=ceil_div(out[0], V), to_output=to_output,
+                in_range=rng if kind == "pool" else a_rng, acc_bound=acc_bound,
+                weight_width=int(wbits), bipolar=bip, levels=int(levels), offset=int(offset),
+                step=int(step)))
+            if not to_output:
+                words_needed.append(out[1] * out[2] * ceil_div(out[0], V))
+            geom, rng = out, out_rng
+
+        self.region_words = max(words_needed)
+        self.feature_depth = 2 * self.region_words
+        built = []
+        for s in stages:
+            i = s["index"]
+            s["in_base"] = (i % 2) * self.region_words
+            s["out_base"] = ((i + 1) % 2) * self.region_words
+            built.append(Stage(**s))
+        self.stages = tuple(built)
+
+        self.act_width = max(signed_bits(*_range_with_zero(*r)) for r in stored)
+        macs = [s for s in self.stages if s.kind == "mac"]
+        self.weight_width = max([2 if s.bipolar else s.weight_width for s in macs], default=2)
+        self.acc_width = max([signed_bits(*s.acc_bound) for s in macs], default=2)
+        self.cmp_width = self.acc_width + 1
+        self.levels = max([s.levels for s in macs], default=0)
+        if self.output_mode == "acc":
+            last = self.stages[-1]
+            self.out_width = (signed_bits(*last.acc_bound) if last.levels == 0 and
+                              last.layer.activation is None else self.act_width)
+            self.out_geom = last.out_geom
+            self.out_depth = last.loops[0] * last.pixels
+        else:
+            self.out_width = self.act_width
+            self.out_geom = geom
+            self.out_depth = 0
+        self.out_base = ((len(self.stages)) % 2) * self.region_words   # feature-mode readout
+        self.n_in = int(np.prod(net.input.in_shape))
+        self.n_out = int(np.prod(self.out_geom))
+
+    # ------------------------------------------------------------------------------------------
+
+    def stage_cycles(self) -> list[int]:
+        return [s.issue_cycles + GAP_CYCLES for s in self.stages]
+
+    def predict_cycles(self) -> int:
+        """Cycles from ``start`` to ``done`` with an always-ready output consumer."""
+        return START_CYCLES + sum(self.stage_cycles()) + self.n_out + END_CYCLES
+
+
+def predict_cycles(network: IntegerNetwork, pe: int, simd: int, input_range=(0, 255)) -> int:
+    """Cycle model of one inference (``start`` to ``done``, input already loaded)."""
+    return Plan(network, pe, simd, input_range).predict_cycles()
+
+
+def mac_bound_cycles(network: IntegerNetwork, pe: int, simd: int) -> int:
+    """``sum over MAC layers of ceil(MACs / (pe * simd))``: no engine of that size can do better."""
+    return sum(ceil_div(layer.macs, pe * simd) for layer in network.mac_layers)

@@ -1,0 +1,117 @@
+"""Random small IntegerNetworks for the hardware tests (built straight from the IR dataclasses).
+
+``random_network(rng, in_shape, spec)`` with ``spec`` a list of
+``("conv", cout, k, stride, pad)``, ``("pool", k, stride)``, ``("dense", cout)``; the last MAC layer
+gets no activation. Weights are random at a random width (1 = bipolar +-1 .. 8 bits); activations
+are bipolar, narrow signed or unsigned with thresholds spread around the accumulator's typical
+values, random directions, some constant channels and some repeated (tied) thresholds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from model_tools.ir import (Conv, Dense, Dequant, InputQuantizer, IntegerNetwork, MaxPool,
+                            Thresholds)
+
+ACT_KINDS = ("bipolar", "signed2", "unsigned2", "unsigned3", "signed3")
+
+
+def _act_params(kind):
+    if kind == "bipolar":
+        return 1, -1, 2
+    bits = int(kind[-1])
+    if kind.startswith("signed"):
+        n = (1 << (bits - 1)) - 1
+        return 2 * n, -n, 1          # narrow signed: -n..n
+    return (1 << bits) - 1, 0, 1
+
+
+def random_thresholds(rng, channels, levels, center, spread, bound, *, const_frac=0.15):
+    vals = np.sort(np.round(rng.normal(center, spread, size=(channels, levels))), axis=1)
+    vals = vals.astype(np.int64)
+    direction = rng.choice([-1, 1], size=channels)
+    for c in range(channels):
+        if levels > 1 and rng.random() < 0.3:           # ties: repeated thresholds
+            j = rng.integers(0, levels - 1)
+            vals[c, j + 1] = vals[c, j]
+        if rng.random() < const_frac:                    # constant channel
+            vals[c] = (bound + 1 + rng.integers(0, 3)) if rng.random() < 0.5 else \
+                (-bound - 2 - rng.integers(0, 3))
+    return Thresholds(np.sort(vals, axis=1), direction, 0, 1)
+
+
+def _activation(rng, kind, channels, y_spread, bound):
+    levels, offset, step = _act_params(kind)
+    t = random_thresholds(rng, channels, levels, 0, max(1.0, y_spread), bound)
+    return Thresholds(t.values, t.direction, offset, step)
+
+
+def random_network(rng, in_shape=(1, 8, 8), spec=(("conv", 8, 3, 1, 1), ("dense", 10)), *,
+                   weight_bits=None, act_kinds=None, input_levels=None, raw_range=(0, 255),
+                   name="random"):
+    rng = np.random.default_rng(rng)
+    lo_raw, hi_raw = raw_range
+    # input quantizer: float32 thresholds on the raw value
+    kind = rng.choice(act_kinds or ACT_KINDS) if input_levels is None else None
+    if input_levels is None:
+        levels, offset, step = _act_params(kind)
+    else:
+        levels, offset, step = input_levels, 0, 1
+    tq = np.sort(rng.uniform(lo_raw - 5, hi_raw + 5, size=(1, levels))).astype(np.float32)
+    inq = InputQuantizer(tuple(in_shape), tuple(in_shape),
+                         Thresholds(tq, rng.choice([-1, 1], size=1), offset, step))
+    rng_in = (offset, offset + step * levels)
+    shape = tuple(in_shape)
+    layers = []
+    mac_positions = [i for i, s in enumerate(spec) if s[0] in ("conv", "dense")]
+    for i, s in enumerate(spec):
+        if s[0] == "pool":
+            _, k, st = s
+            C, H, W = shape
+            out = (C, (H - k) // st + 1, (W - k) // st + 1)
+            layers.append(MaxPool(f"pool{i}", shape, out, (k, k), (st, st), in_range=rng_in))
+            shape = out
+            continue
+        wb = int(rng.choice(weight_bits or (1, 2, 3, 4, 8)))
+        if wb == 1:
+            wlo, whi = -1, 1
+        else:
+            wlo, whi = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
+        if s[0] == "conv":
+            _, cout, k, st, pad = s
+            C, H, W = shape
+            w = rng.integers(wlo, whi + 1, size=(cout, C, k, k))
+            out = (cout, (H + 2 * pad - k) // st + 1, (W + 2 * pad - k) // st + 1)
+        else:
+            _, cout = s
+            w = rng.integers(wlo, whi + 1, size=(cout, int(np.prod(shape))))
+            out = (cout,)
+        if wb == 1:
+            w = np.where(w >= 0, 1, -1)
+        last = i == len(spec) - 1
+        amax = max(abs(rng_in[0]), abs(rng_in[1]))
+        fan = int(np.prod(w.shape[1:]))
+        spread = np.sqrt(fan) * max(1.0, np.abs(w).mean()) * max(1.0, amax) / 2
+        common = dict(name=f"l{i}", weights=w, in_shape=shape, out_shape=out, in_range=rng_in,
+                      weight_bits=wb, activation=None)
+        layer = Conv(**common, stride=(st, st), pads=(pad,) * 4) if s[0] == "conv" else \
+            Dense(**common)
+        if not last:
+            lo, hi = layer.acc_range
+            act = _activation(rng, rng.choice(act_kinds or ACT_KINDS), cout, spread,
+                              max(-lo, hi))
+            common["activation"] = act
+            layer = Conv(**common, stride=(st, st), pads=(pad,) * 4) if s[0] == "conv" else \
+                Dense(**common)
+            rng_in = act.out_range
+        layers.append(layer)
+        shape = out
+    last_c = shape[0]
+    return IntegerNetwork(inq, tuple(layers), Dequant(np.ones(last_c), np.zeros(last_c)),
+                          shape, name=name)
+
+
+def random_input(rng, net, batch, raw_range=(0, 255)):
+    rng = np.random.default_rng(rng)
+    return rng.integers(raw_range[0], raw_range[1] + 1, size=(batch,) + net.input_shape)
