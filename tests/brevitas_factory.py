@@ -29,6 +29,7 @@ torch, brevitas and qonnx are imported lazily so that collecting tests does not 
 from __future__ import annotations
 
 import pathlib
+import tempfile
 
 import numpy as np
 
@@ -370,9 +371,13 @@ def export(model, path, input_shape, dynamo=None) -> pathlib.Path:
     if dynamo is None:
         dynamo = getattr(model, "dynamo", None)
     kwargs = {} if dynamo is None else {"dynamo": bool(dynamo)}
-    with torch.no_grad():
-        export_qonnx(model, example, export_path=str(path), verbose=False, **kwargs)
-    cleanup_model(ModelWrapper(str(path))).save(str(path))
+    # The dynamo exporter writes initializers to a side file ("<name>.data"); export into a scratch
+    # directory so that only the cleaned-up, self-contained model lands at ``path``.
+    with tempfile.TemporaryDirectory() as scratch:
+        raw = str(pathlib.Path(scratch) / "export.onnx")
+        with torch.no_grad():
+            export_qonnx(model, example, export_path=raw, verbose=False, **kwargs)
+        cleanup_model(ModelWrapper(raw)).save(str(path))
     return path
 
 

@@ -43,3 +43,10 @@ def test_same_seed_same_network(tmp_path):
 def test_unknown_kind_rejected():
     with pytest.raises(ValueError, match="kind"):
         factory.random_net(0, "transformer")
+
+
+def test_export_is_one_self_contained_file(tmp_path):
+    model = factory.random_net(0, "conv")
+    model.dynamo = True  # the exporter that writes a side ".data" file
+    factory.export(model, tmp_path / "m.onnx", model.input_shape)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
