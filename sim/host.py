@@ -1,0 +1,316 @@
+"""The host side of the board protocol (frames in :mod:`hw.board.frame`), over any byte transport.
+
+Members
+-------
+Transport            what the host needs of a byte pipe: ``write(bytes)``, ``read(n, timeout)``.
+SerialTransport      a real serial port (needs ``pyserial``).
+QueueTransport       an in-process pipe (two queues), for whatever plays the board in a thread.
+SimulatedTransport   a board simulated in-process (Amaranth's simulator), run while the host waits.
+Board                requests on a transport: ``info()``, ``infer(values)``, ``request(cmd, payload)``.
+BoardError           the board answered with an error frame, or did not answer correctly.
+run_board            ``run_integer`` on a board: raw input batch -> last-stage integers.
+"""
+
+from __future__ import annotations
+
+import queue
+import struct
+import time
+
+import numpy as np
+
+from hw.board import frame
+from hw.board.frame import Info
+from model_tools.errors import ThresherError
+
+__all__ = ["Transport", "SerialTransport", "QueueTransport", "SimulatedTransport", "Board", "BoardError", "run_board",
+           "open_transport"]
+
+
+class BoardError(ThresherError):
+    """The board answered with an error frame (``code`` set), or not at all / not correctly."""
+
+    def __init__(self, message, code=None):
+        super().__init__(message)
+        self.code = code
+
+
+class Transport:
+    """A byte pipe. ``read`` returns at most ``n`` bytes, fewer only when ``timeout`` ran out."""
+
+    def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def read(self, n: int, timeout: float) -> bytes:
+        raise NotImplementedError
+
+    def flush_input(self) -> None:
+        """Drop bytes that arrived unasked (after an error, before a request)."""
+        while self.read(4096, 0.0):
+            pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class SerialTransport(Transport):
+    """A serial port through ``pyserial`` (``pip install pyserial``)."""
+
+    def __init__(self, port: str, baud: int = 115200):
+        try:
+            import serial
+        except ImportError:
+            raise ThresherError("talking to a board needs pyserial: pip install pyserial") from None
+        try:
+            self._serial = serial.Serial(port, baud, timeout=0)
+        except (OSError, serial.SerialException) as e:
+            raise ThresherError(f"cannot open serial port {port!r}: {e}") from None
+
+    def write(self, data: bytes) -> None:
+        self._serial.write(data)
+        self._serial.flush()
+
+    def read(self, n: int, timeout: float) -> bytes:
+        self._serial.timeout = timeout
+        return self._serial.read(n)
+
+    def flush_input(self) -> None:
+        self._serial.reset_input_buffer()
+
+    def close(self) -> None:
+        self._serial.close()
+
+
+class QueueTransport(Transport):
+    """An in-process byte pipe: the host writes into ``to_device`` and reads ``from_device``
+    (``queue.Queue`` s of ints); whatever plays the board serves the other ends."""
+
+    def __init__(self):
+        self.to_device: queue.Queue = queue.Queue()
+        self.from_device: queue.Queue = queue.Queue()
+
+    def write(self, data: bytes) -> None:
+        for b in data:
+            self.to_device.put(b)
+
+    def read(self, n: int, timeout: float) -> bytes:
+        out = bytearray()
+        deadline = time.monotonic() + timeout
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            try:
+                out.append(self.from_device.get(timeout=left) if left > 0
+                           else self.from_device.get_nowait())
+            except queue.Empty:
+                break
+        return bytes(out)
+
+
+class SimulatedTransport(Transport):
+    """A board simulated in-process: an Amaranth simulation of a design with ``rx`` / ``tx``
+    serial lines (e.g. :class:`hw.board.top.UartBridge`), advanced only while the host waits
+    for bytes. ``divisor`` is the design's UART clock cycles per bit.
+    """
+
+    def __init__(self, design, *, divisor: int, clk_hz: float = 1e6):
+        from amaranth.sim import Simulator
+        import collections
+
+        self._to_device = collections.deque()
+        self._from_device = collections.deque()
+        period = 1 / clk_hz
+        bit = divisor * period
+        self.cycles_per_chunk = 20 * divisor * 10     # 20 bytes' time
+        self._period = period
+        self._sim = Simulator(design)
+        self._sim.add_clock(period)
+        todev, fromdev = self._to_device, self._from_device
+
+        async def drive_rx(ctx):
+            ctx.set(design.rx, 1)
+            while True:
+                if not todev:
+                    await ctx.delay(bit)
+                    continue
+                byte = todev.popleft()
+                for level in [0] + [(byte >> i) & 1 for i in range(8)] + [1]:
+                    ctx.set(design.rx, level)
+                    await ctx.delay(bit)
+
+        async def watch_tx(ctx):
+            while True:
+                await ctx.changed(design.tx)
+                if ctx.get(design.tx):
+                    continue
+                await ctx.delay(bit * 1.5)
+                byte = 0
+                for i in range(8):
+                    byte |= ctx.get(design.tx) << i
+                    await ctx.delay(bit)
+                if ctx.get(design.tx):      # a stop bit: a byte (else a framing error: dropped)
+                    fromdev.append(byte)
+
+        self._sim.add_testbench(drive_rx, background=True)
+        self._sim.add_testbench(watch_tx, background=True)
+        self._now = 0.0
+
+    def advance(self, cycles: int) -> None:
+        self._now += cycles * self._period
+        self._sim.run_until(self._now)
+
+    def write(self, data: bytes) -> None:
+        self._to_device.extend(data)
+
+    def read(self, n: int, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        while len(self._from_device) < n and time.monotonic() < deadline:
+            self.advance(self.cycles_per_chunk)
+        return bytes(self._from_device.popleft() for _ in range(min(n, len(self._from_device))))
+
+    def flush_input(self) -> None:
+        self._from_device.clear()
+
+
+def open_transport(port) -> Transport:
+    """A :class:`Transport` for ``port``: one already (returned as is), or a serial port name."""
+    if isinstance(port, Transport):
+        return port
+    if isinstance(port, str):
+        return SerialTransport(port)
+    raise ThresherError(f"port must be a serial port name or a Transport, not {port!r}")
+
+
+class Board:
+    """Requests to a board running ``hw.board.top.BoardTop`` behind ``transport``.
+
+    ``timeout`` bounds the wait for each reply (seconds).
+    """
+
+    def __init__(self, transport: Transport, *, timeout: float = 5.0):
+        self.transport = transport
+        self.timeout = timeout
+        self._info = None
+
+    # -- frames -----------------------------------------------------------------------------------
+    def _read_exact(self, n, deadline, what):
+        data = bytearray()
+        while len(data) < n:
+            left = deadline - time.monotonic()
+            chunk = self.transport.read(n - len(data), max(0.0, left)) if left > 0 else b""
+            if not chunk and time.monotonic() >= deadline:
+                raise BoardError(f"no reply from the board within {self.timeout:g} s "
+                                 f"(waiting for {what}; got {len(data)} of {n} bytes)")
+            data += chunk
+        return bytes(data)
+
+    def read_frame(self) -> tuple[int, bytes]:
+        """The next frame from the board: ``(cmd, payload)``; raises :class:`BoardError` on a
+        timeout or a bad CRC."""
+        deadline = time.monotonic() + self.timeout
+        prev = None
+        while True:     # hunt for the sync bytes
+            b = self._read_exact(1, deadline, "a frame")[0]
+            if prev == frame.SYNC[0] and b == frame.SYNC[1]:
+                break
+            prev = b
+        head = self._read_exact(3, deadline, "the frame header")
+        cmd, length = head[0], struct.unpack("<H", head[1:])[0]
+        rest = self._read_exact(length + 2, deadline, f"a {length}-byte payload")
+        if frame.crc16(head + rest) != 0:
+            raise BoardError(f"reply 0x{cmd:02x} has a bad CRC")
+        return cmd, rest[:-2]
+
+    def request(self, cmd: int, payload: bytes = b"") -> bytes:
+        """Send one request, return its reply's payload; error replies raise :class:`BoardError`."""
+        self.transport.flush_input()
+        self.transport.write(frame.encode_frame(cmd, payload))
+        rcmd, data = self.read_frame()
+        if rcmd == frame.CMD_ERROR:
+            code = data[0] if data else None
+            raise BoardError(f"the board answered command 0x{cmd:02x} with an error: "
+                             f"{frame.ERRORS.get(code, f'code {code}')}", code)
+        if rcmd != cmd | frame.REPLY:
+            raise BoardError(f"the board answered command 0x{cmd:02x} with 0x{rcmd:02x}")
+        return data
+
+    # -- commands ---------------------------------------------------------------------------------
+    def info(self) -> Info:
+        data = self.request(frame.CMD_INFO)
+        if len(data) != struct.calcsize(frame.INFO_FORMAT):
+            raise BoardError(f"INFO reply of {len(data)} bytes; expected "
+                             f"{struct.calcsize(frame.INFO_FORMAT)}")
+        self._info = Info.decode(data)
+        if self._info.version != frame.PROTOCOL_VERSION:
+            raise BoardError(f"the board speaks protocol version {self._info.version}, this host "
+                             f"{frame.PROTOCOL_VERSION}")
+        return self._info
+
+    def infer(self, values) -> tuple[np.ndarray, int]:
+        """One inference on raw integer inputs: ``(outputs, cycles)``."""
+        info = self._info or self.info()
+        values = np.asarray(values).reshape(-1)
+        if values.size != info.n_in:
+            raise ThresherError(f"{values.size} input values; the board takes {info.n_in}")
+        try:
+            payload = frame.pack_values(values, info.in_bits, info.in_signed)
+        except ValueError as e:
+            raise ThresherError(f"input for the board: {e}") from None
+        data = self.request(frame.CMD_INFER, payload)
+        if len(data) != info.reply_length:
+            raise BoardError(f"INFER reply of {len(data)} bytes; expected {info.reply_length}")
+        out = frame.unpack_values(data[:-4], info.out_bits, info.out_signed)
+        return out, struct.unpack("<I", data[-4:])[0]
+
+
+def _raw_integers(x: np.ndarray) -> np.ndarray:
+    xi = np.rint(x)
+    if not np.array_equal(xi, x):
+        bad = tuple(int(i) for i in np.argwhere(xi != x)[0])
+        raise ThresherError(f"the board takes integer raw inputs (e.g. 0..255 pixels); input "
+                            f"{bad} is {x[bad]!r}")
+    return xi.astype(np.int64)
+
+
+def run_board(network, x, port, *, timeout: float = 5.0, return_cycles: bool = False,
+              check_hash: bool = True):
+    """:func:`model_tools.golden.run_integer` on a board: raw input batch ``x`` (B, *input_shape)
+    -> the last stage's integers (B, *network.last_shape), one ``INFER`` per sample.
+
+    ``port`` is a serial port name or a :class:`Transport`. With ``check_hash`` the board must run
+    ``network`` (its ``INFO`` hash is compared with :func:`hw.board.frame.network_hash`).
+    With ``return_cycles`` the result is ``(outputs, cycles)``, cycles (B,) per inference.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise ThresherError(f"input has dtype {x.dtype}; expected numbers")
+    if x.shape[1:] != tuple(network.input_shape):
+        want = "(batch, " + ", ".join(map(str, network.input_shape)) + ")"
+        raise ThresherError(f"input has shape {x.shape}; the model expects {want}")
+    raw = _raw_integers(x.astype(np.float64))
+    own = isinstance(port, str)
+    transport = open_transport(port)
+    try:
+        board = Board(transport, timeout=timeout)
+        info = board.info()
+        if check_hash and info.network_hash != frame.network_hash(network):
+            raise ThresherError(f"the board runs another network (hash 0x{info.network_hash:08x}, "
+                                f"this one 0x{frame.network_hash(network):08x}): build and program "
+                                f"it for this model first")
+        n_out = int(np.prod(network.last_shape))
+        if info.n_out != n_out:
+            raise ThresherError(f"the board returns {info.n_out} values; the model {n_out}")
+        outs = np.empty((raw.shape[0], n_out), dtype=np.int64)
+        cycles = np.empty(raw.shape[0], dtype=np.int64)
+        for b in range(raw.shape[0]):
+            outs[b], cycles[b] = board.infer(raw[b])
+    finally:
+        if own:
+            transport.close()
+    outs = outs.reshape((raw.shape[0],) + tuple(network.last_shape))
+    return (outs, cycles) if return_cycles else outs

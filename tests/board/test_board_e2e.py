@@ -1,0 +1,82 @@
+"""The board top (UART, protocol, core) simulated with Amaranth's simulator, talking to the host
+code of sim/host.py: bit-exact with the golden engine, and every bad frame gets an error reply."""
+
+import numpy as np
+import pytest
+
+from board_nets import tiny_network
+from hw.board import frame
+from hw.board.standin import StandInCore
+from hw.board.top import UartBridge, core_info
+from model_tools.errors import ThresherError
+from model_tools.golden import run_integer
+from sim.host import Board, BoardError, SimulatedTransport, run_board
+
+DIVISOR = 4
+TIMEOUT = 300
+
+
+def simulated_board(net):
+    core = StandInCore(net)
+    info = core_info(core, n_in=core.n_in, n_out=core.n_out, clock_hz=1e6,
+                     network_hash=frame.network_hash(net))
+    bridge = UartBridge(core, info, divisor=DIVISOR, timeout_cycles=TIMEOUT)
+    return SimulatedTransport(bridge, divisor=DIVISOR), core
+
+
+@pytest.fixture(scope="module")
+def board():
+    net = tiny_network(seed=5)
+    transport, core = simulated_board(net)
+    return net, transport, core
+
+
+def test_info(board):
+    net, transport, core = board
+    info = Board(transport).info()
+    assert (info.n_in, info.n_out, info.in_bits, info.in_signed) == (12, 4, 8, False)
+    assert info.out_signed and info.network_hash == frame.network_hash(net)
+
+
+def test_run_board_bit_exact(board):
+    net, transport, core = board
+    rng = np.random.default_rng(7)
+    x = rng.integers(0, 256, size=(3, 1, 12)).astype(np.float32)
+    x[0, 0, :3] = [0, 255, 128]
+    y, cycles = run_board(net, x, transport, return_cycles=True)
+    np.testing.assert_array_equal(y, run_integer(net, x))
+    assert (cycles == core.predict_cycles()).all()
+
+
+def error_code(transport, raw):
+    transport.flush_input()
+    transport.write(raw)
+    cmd, payload = Board(transport).read_frame()
+    assert cmd == frame.CMD_ERROR
+    return payload[0]
+
+
+def test_error_replies(board):
+    net, transport, core = board
+    good = frame.encode_frame(frame.CMD_INFER, bytes(range(12)))
+    bad_crc = bytearray(good)
+    bad_crc[7] ^= 0x10
+    assert error_code(transport, bytes(bad_crc)) == frame.ERR_BAD_CRC
+    assert error_code(transport, frame.encode_frame(0x33, b"\x01")) == frame.ERR_UNKNOWN_COMMAND
+    assert error_code(transport, frame.encode_frame(frame.CMD_INFER, bytes(11))) == \
+        frame.ERR_BAD_LENGTH
+    assert error_code(transport, frame.encode_frame(frame.CMD_INFO, b"\x00" * 20)) == \
+        frame.ERR_BAD_LENGTH
+    # a short frame: the device times out instead of hanging, then serves the next request
+    assert error_code(transport, good[:9]) == frame.ERR_TIMEOUT
+    x = np.full((1, 1, 12), 200.0)
+    np.testing.assert_array_equal(run_board(net, x, transport), run_integer(net, x))
+
+
+def test_host_checks(board):
+    net, transport, core = board
+    other = tiny_network(seed=6)
+    with pytest.raises(ThresherError, match="another network"):
+        run_board(other, np.zeros((1, 1, 12)), transport)
+    with pytest.raises(ThresherError, match="integer raw inputs"):
+        run_board(net, np.full((1, 1, 12), 0.5), transport)
