@@ -20,16 +20,9 @@ from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import balanced_sum
+
 __all__ = ["MACArray"]
-
-
-def _tree(values):
-    """Balanced adder tree (each level widens by Amaranth's exact arithmetic)."""
-    values = list(values)
-    while len(values) > 1:
-        values = [values[k] + values[k + 1] if k + 1 < len(values) else values[k]
-                  for k in range(0, len(values), 2)]
-    return values[0]
 
 
 class MACArray(wiring.Component):
@@ -88,6 +81,6 @@ class MACArray(wiring.Component):
             with m.If(p_valid):
                 m.d.sync += self.o.payload.tag.eq(p_tag)
                 for k in range(pe):
-                    total = Mux(p_first, 0, accs[k]) + _tree(prods[k * simd:(k + 1) * simd])
+                    total = Mux(p_first, 0, accs[k]) + balanced_sum(prods[k * simd:(k + 1) * simd])
                     m.d.sync += [accs[k].eq(total), self.o.payload.acc[k].eq(total)]
         return m

@@ -34,8 +34,8 @@ __all__ = ["Stage", "Plan", "predict_cycles", "mac_bound_cycles", "ceil_div",
            "START_CYCLES", "GAP_CYCLES", "END_CYCLES"]
 
 # Cycle-model constants, measured on the RTL (tests/hw/test_cycles.py checks them):
-START_CYCLES = 2     # start pulse -> first issue
-GAP_CYCLES = 8       # per stage: pipeline drain before the next stage may read what this one wrote
+START_CYCLES = 1     # start pulse -> busy (the generator starts on the next cycle)
+GAP_CYCLES = 5       # per stage: the last issue reaches the feature RAM write port 5 cycles later
 END_CYCLES = 3       # last output beat -> done
 
 

@@ -28,6 +28,8 @@ from amaranth import Module, Mux, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .arith import balanced_sum
+
 __all__ = ["ThresholdUnit"]
 
 
@@ -72,6 +74,6 @@ class ThresholdUnit(wiring.Component):
             for k in range(self.lanes):
                 y = p.acc[k].as_signed()
                 dy = Mux(p.neg[k], -y, y)
-                count = sum((dy >= p.thr[k][j]).as_unsigned() for j in range(self.levels))
+                count = balanced_sum((dy >= p.thr[k][j]).as_unsigned() for j in range(self.levels))
                 m.d.sync += self.o.payload.value[k].eq(p.offset + p.step * count)
         return m

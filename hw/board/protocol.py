@@ -2,7 +2,7 @@
 
 :class:`ProtocolEngine` sits between a UART (bytes in, bytes out) and an accelerator core. It
 receives one frame at a time into a buffer, checks its CRC, command and length, and only then
-feeds the inputs to the core: a corrupted frame never reaches the accelerator. The outputs are
+feeds the inputs to the core and pulses its ``start``: a corrupted frame never reaches the accelerator. The outputs are
 collected into a buffer and sent back once the core is done, with its cycle count. Every failure
 is answered with an ``ERROR`` frame; a frame whose bytes stop arriving for ``timeout_cycles`` is
 dropped and answered with ``TIMEOUT``, so a short frame never hangs the device. Bytes that arrive
@@ -50,11 +50,11 @@ class ProtocolEngine(wiring.Component):
     tx : Out(stream.Signature(8))
         Bytes to the UART transmitter.
     core_i : Out(stream.Signature(in_shape))
-        One raw input value per beat, after ``start``.
+        One raw input value per beat; all of them before ``start``.
     core_o : In(stream.Signature(out_shape))
         One result per beat.
     start : Out(1)
-        One-cycle pulse before the inputs of an inference.
+        One-cycle pulse after the inputs of an inference.
     done : In(1)
         The core has finished (a pulse or a level; its first cycle after ``start`` counts).
     cycles : In(32)
@@ -256,13 +256,12 @@ class ProtocolEngine(wiring.Component):
                     with m.If(length != req_len):
                         error(frame.ERR_BAD_LENGTH)
                     with m.Else():
-                        m.next = "START"
+                        m.next = "LOAD"
                 with m.Else():
                     error(frame.ERR_UNKNOWN_COMMAND)
-            with m.State("START"):
-                m.d.comb += [self.start.eq(1), in_rd.addr.eq(0)]
-                m.d.sync += [feed.eq(0), out_count.eq(0), done_seen.eq(0), cycles_in.eq(0),
-                             collecting.eq(1)]
+            with m.State("LOAD"):
+                m.d.comb += in_rd.addr.eq(0)
+                m.d.sync += feed.eq(0)
                 m.next = "FEED"
             with m.State("FEED"):
                 # the read port shows in_mem[feed]; the address moves on with each handshake
@@ -271,7 +270,13 @@ class ProtocolEngine(wiring.Component):
                     m.d.comb += in_rd.addr.eq(feed + 1)
                     m.d.sync += feed.eq(feed + 1)
                     with m.If(feed == info.n_in - 1):
-                        m.next = "WAIT"
+                        m.next = "START"
+            with m.State("START"):
+                # inputs first, then start: the core's cycle count leaves out the load
+                m.d.comb += self.start.eq(1)
+                m.d.sync += [out_count.eq(0), done_seen.eq(0), cycles_in.eq(0),
+                             collecting.eq(1)]
+                m.next = "WAIT"
             with m.State("WAIT"):
                 with m.If(cycles_in & (out_count == info.n_out)):
                     m.d.sync += [collecting.eq(0), reply_cmd.eq(frame.CMD_INFER | frame.REPLY),

@@ -74,8 +74,9 @@ class StandInCore(wiring.Component):
         })
 
     def predict_cycles(self) -> int:
-        """Cycles from ``start`` to ``done`` when inputs and outputs never wait."""
-        return 2 + self.n_in + sum(l.out_channels * (l.fan_in + 2) + 1 for l in self.network.layers)
+        """Cycles from ``start`` to ``done`` with the inputs loaded before ``start`` and outputs
+        that never wait."""
+        return 2 + sum(l.out_channels * (l.fan_in + 2) + 1 for l in self.network.layers)
 
     def elaborate(self, platform):
         m = Module()
@@ -105,18 +106,20 @@ class StandInCore(wiring.Component):
         idx = Signal(range(depth + 1))
         wr0, _ = bufs[0]
 
+        # inputs are taken before or after ``start``; the layers run once all are in and
+        # ``start`` was seen
+        started = Signal()
+        with m.If(self.start):
+            m.d.sync += started.eq(1)
         with m.FSM():
             with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += idx.eq(0)
-                    m.next = "INPUT"
-            with m.State("INPUT"):
-                m.d.comb += [self.i.ready.eq(1), wr0.addr.eq(idx), wr0.data.eq(q)]
-                with m.If(self.i.valid):
+                m.d.comb += [self.i.ready.eq(idx != self.n_in), wr0.addr.eq(idx), wr0.data.eq(q)]
+                with m.If(self.i.valid & self.i.ready):
                     m.d.comb += wr0.en.eq(1)
                     m.d.sync += idx.eq(idx + 1)
-                    with m.If(idx == self.n_in - 1):
-                        m.next = "L0_START"
+                with m.If((started | self.start) & (idx == self.n_in)):
+                    m.d.sync += [idx.eq(0), started.eq(0)]
+                    m.next = "L0_START"
             for n, layer in enumerate(layers):
                 self._layer(m, n, layer, bufs[n % 2][1], bufs[(n + 1) % 2][0],
                             last=n == len(layers) - 1)

@@ -11,6 +11,8 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from model_tools.ir import bits_for_range
+
 from .frame import Info
 from .pll import ECP5PLL, ICE40PLL, ecp5_pll, ice40_pll, pll_instance
 from .protocol import ProtocolEngine
@@ -25,14 +27,26 @@ def _payload_shape(core, port):
     return Shape.cast(core.signature.members[port].signature.members["payload"].shape)
 
 
-def core_info(core, *, n_in, n_out, clock_hz, network_hash=0, pe=1, simd=1) -> Info:
-    """The ``INFO`` reply for ``core`` (widths read from its ``i`` / ``o`` stream signatures)."""
+def core_info(core, *, n_in, n_out, clock_hz, network_hash=0, pe=1, simd=1,
+              input_range=None) -> Info:
+    """The ``INFO`` reply for ``core`` (widths read from its ``i`` / ``o`` stream signatures).
+
+    With ``input_range`` (lo, hi) the wire format of an input value is the narrowest that holds
+    the range (e.g. one unsigned byte for 0..255 pixels into a signed 9-bit port), not the port's.
+    """
     for port in ("i", "o", "start", "done", "cycles"):
         if port not in core.signature.members:
             raise TypeError(f"the core has no {port!r} port; it must follow the accelerator's "
                             f"port contract (i, o, start, done, cycles)")
     si, so = _payload_shape(core, "i"), _payload_shape(core, "o")
-    return Info(in_bits=si.width, in_signed=si.signed, out_bits=so.width, out_signed=so.signed,
+    in_bits, in_signed = si.width, si.signed
+    if input_range is not None:
+        lo, hi = (int(v) for v in input_range)
+        in_bits, in_signed = bits_for_range(lo, hi)
+        if in_bits > si.width or (in_signed and not si.signed) or \
+                (not in_signed and si.signed and in_bits >= si.width):
+            raise ValueError(f"input_range {input_range!r} does not fit the core's input {si!r}")
+    return Info(in_bits=in_bits, in_signed=in_signed, out_bits=so.width, out_signed=so.signed,
                 n_in=int(n_in), n_out=int(n_out), pe=int(pe), simd=int(simd),
                 clock_hz=int(round(clock_hz)), network_hash=int(network_hash) & 0xFFFFFFFF)
 
@@ -85,7 +99,9 @@ class UartBridge(wiring.Component):
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
         wiring.connect(m, urx.o, proto.rx)
         wiring.connect(m, proto.tx, utx.i)
-        wiring.connect(m, proto.core_i, core.i)
+        # the wire format may be narrower than the core's port: extend
+        m.d.comb += [core.i.valid.eq(proto.core_i.valid), proto.core_i.ready.eq(core.i.ready),
+                     core.i.payload.eq(proto.core_i.payload)]
         wiring.connect(m, core.o, proto.core_o)
         m.d.comb += [core.start.eq(proto.start), proto.done.eq(core.done),
                      proto.cycles.eq(core.cycles)]

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.mac_array import MACArray
+from hw.streamsim import stream_get, stream_put
+
+
+def _run(pe, simd, ww, aw, accw, beats, stall_every=0):
+    """beats: list of (w (pe*simd,), a (simd,), first, last). Returns emitted accumulators."""
+    dut = MACArray(pe=pe, simd=simd, weight_width=ww, act_width=aw, acc_width=accw, tag_width=4)
+    out = []
+    n_out = sum(1 for b in beats if b[3])
+
+    async def producer(ctx):
+        for k, (w, a, first, last) in enumerate(beats):
+            await stream_put(ctx, dut.i, {"w": [int(v) for v in w], "a": [int(v) for v in a],
+                                          "first": first, "last": last, "tag": k % 16})
+
+    async def consumer(ctx):
+        for n in range(n_out):
+            if stall_every and n % stall_every == 0:
+                await ctx.tick().repeat(3)          # back-pressure
+            p = await stream_get(ctx, dut.o)
+            out.append(([int(p.acc[k]) for k in range(pe)], int(p.tag)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return out
+
+
+def _reference(pe, simd, beats):
+    res, acc = [], np.zeros(pe, dtype=np.int64)
+    for k, (w, a, first, last) in enumerate(beats):
+        s = np.asarray(w, dtype=np.int64).reshape(pe, simd) @ np.asarray(a, dtype=np.int64)
+        acc = s if first else acc + s
+        if last:
+            res.append((acc.tolist(), k % 16))
+    return res
+
+
+@pytest.mark.parametrize("stall", [0, 2])
+def test_random_groups(stall):
+    rng = np.random.default_rng(1)
+    pe, simd = 3, 4
+    beats = []
+    for g in range(6):
+        n = int(rng.integers(1, 5))
+        for j in range(n):
+            beats.append((rng.integers(-8, 8, pe * simd), rng.integers(-4, 4, simd),
+                          j == 0, j == n - 1))
+    assert _run(pe, simd, 4, 3, 12, beats, stall) == _reference(pe, simd, beats)
+
+
+def test_extreme_values_do_not_wrap():
+    # 8-bit weights and activations at their extremes, 64 beats: |acc| = 64 * 4 * 128 * 128
+    pe, simd, n = 2, 4, 64
+    hi = [(np.full(pe * simd, -128), np.full(simd, -128), j == 0, j == n - 1) for j in range(n)]
+    lo = [(np.full(pe * simd, 127), np.full(simd, -128), j == 0, j == n - 1) for j in range(n)]
+    bound = n * simd * 128 * 128
+    accw = int(bound).bit_length() + 1
+    out = _run(pe, simd, 8, 8, accw, hi + lo)
+    assert out == _reference(pe, simd, hi + lo)
+    assert out[0][0] == [bound] * pe and out[1][0] == [-n * simd * 127 * 128] * pe
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="pe must be"):
+        MACArray(pe=0, simd=4, weight_width=2, act_width=2, acc_width=8)

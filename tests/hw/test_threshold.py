@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from hw.streamsim import stream_get, stream_put
+from hw.threshold import ThresholdUnit
+
+
+def _run(lanes, levels, accw, cw, outw, beats):
+    dut = ThresholdUnit(lanes=lanes, acc_width=accw, cmp_width=cw, levels=levels, out_width=outw)
+    out = []
+
+    async def tb(ctx):
+        for acc, thr, neg, offset, step in beats:
+            await stream_put(ctx, dut.i, {"acc": acc, "thr": thr, "neg": neg, "offset": offset,
+                                          "step": step, "tag": 0})
+            p = await stream_get(ctx, dut.o)
+            out.append([int(p.value[k]) for k in range(lanes)])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(tb)
+    sim.run()
+    return out
+
+
+def _ref(acc, thr, neg, offset, step):
+    res = []
+    for k, y in enumerate(acc):
+        d = -1 if (neg >> k) & 1 else 1
+        res.append(offset + step * int(np.sum(d * y >= np.asarray(thr[k]))))
+    return res
+
+
+def test_directions_ties_constants_offsets():
+    accw, cw, levels = 8, 9, 3
+    thr = [[-5, 0, 0],        # a tie between two thresholds
+           [-3, 2, 7],        # compared on -y (neg lane)
+           [200, 200, 200],   # constant channel: never reached
+           [-200, -200, -200]]  # constant channel: always passed
+    beats = []
+    for y in (-128, -6, -5, -4, -3, -1, 0, 1, 2, 3, 6, 7, 8, 127):
+        for offset, step in ((0, 1), (-1, 2), (-3, 1)):
+            beats.append(([y, y, y, y], thr, 0b0010, offset, step))
+    out = _run(4, levels, accw, cw, 4, beats)
+    assert out == [_ref(*b) for b in beats]
+    # spot checks: exact ties count (>=), negative direction
+    assert _ref([0, 0, 0, 0], thr, 0b0010, 0, 1) == [3, 1, 0, 3]
+    assert _ref([-2, -2, 0, 0], thr, 0b0010, 0, 1) == [1, 2, 0, 3]
+
+
+def test_random_against_reference():
+    rng = np.random.default_rng(3)
+    lanes, levels, accw, cw = 3, 7, 10, 11
+    beats = []
+    for _ in range(40):
+        thr = np.sort(rng.integers(-600, 600, size=(lanes, levels)), axis=1).tolist()
+        acc = rng.integers(-512, 512, size=lanes).tolist()
+        beats.append((acc, thr, int(rng.integers(0, 1 << lanes)), -3, 1))
+    assert _run(lanes, levels, accw, cw, 5, beats) == [_ref(*b) for b in beats]
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="cmp_width"):
+        ThresholdUnit(lanes=1, acc_width=8, cmp_width=8, levels=3, out_width=3)
