@@ -1,0 +1,166 @@
+"""The command line: the happy path, and every kind of bad input (exit 2, one line, nothing
+overwritten)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from sim.cli import main
+
+TFC = "models/TFC_2W2A.onnx"
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_compile_writes_network_and_prints_table(shared, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "compile", shared / TFC, "-o", tmp_path / "tfc")
+    assert code == 0
+    assert (tmp_path / "tfc" / "network.json").exists() and (tmp_path / "tfc" / "network.npz").exists()
+    for column in ("MACs", "params", "accumulator", "thresholds", "50,176", "s10 [-311, 311]", "64x2"):
+        assert column in out
+
+
+def test_run_golden_from_onnx_and_from_compiled_dir(shared, tmp_path, capsys):
+    x = shared / "data" / "mnist4" / "input.npy"
+    assert run_cli(capsys, "compile", shared / TFC, "-o", tmp_path / "tfc")[0] == 0
+    for model in (shared / TFC, tmp_path / "tfc"):
+        y_path = tmp_path / "y.npy"
+        code, _, _ = run_cli(capsys, "run", model, x, "-o", y_path, "--engine", "golden")
+        assert code == 0
+        y = np.load(y_path)
+        assert y.dtype == np.float32 and y.shape == (4, 10)
+        assert y.argmax(1).tolist() == [7, 2, 1, 0]
+
+
+def test_info(shared, capsys):
+    code, out, _ = run_cli(capsys, "info", shared / TFC)
+    assert code == 0 and "59,008 MACs" in out
+
+
+# -- bad input ----------------------------------------------------------------------------------
+
+def tfc_with(shared, tmp_path, edit):
+    """A copy of TFC_2W2A (cleaned by qonnx, for stable tensor names) with one initializer changed
+    by ``edit(name, array) -> array | None``."""
+    from onnx import numpy_helper
+    from qonnx.core.modelwrapper import ModelWrapper
+    from qonnx.util.cleanup import cleanup_model
+    model = cleanup_model(ModelWrapper(str(shared / TFC))).model
+    for init in model.graph.initializer:
+        new = edit(init.name, numpy_helper.to_array(init))
+        if new is not None:
+            init.CopyFrom(numpy_helper.from_array(np.asarray(new, dtype=np.float32), init.name))
+    path = tmp_path / "edited.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def bn_param(index, value):
+    def edit(name, array):
+        if name == f"BatchNormalization_1_param{index}":
+            array = array.copy()
+            array[3] = value
+            return array
+    return edit
+
+
+def quant_param(index, value):
+    def edit(name, array):
+        if name == f"Quant_5_param{index}":
+            return np.asarray(value)
+    return edit
+
+
+BAD_MODELS = {
+    "nan variance": (bn_param(3, np.nan), "NaN"),
+    "negative variance": (bn_param(3, -1.0), "negative batch-norm variance"),
+    "zero scale": (quant_param(0, 0.0), "scales must be finite and positive"),
+    "infinite scale": (quant_param(0, np.inf), "scales must be finite and positive"),
+    "non-integer bit width": (quant_param(2, 2.5), "bit width must be an integer"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_MODELS)
+def test_broken_model_parameters(kind, shared, tmp_path, capsys):
+    edit, message = BAD_MODELS[kind]
+    path = tfc_with(shared, tmp_path, edit)
+    code, out, err = run_cli(capsys, "compile", path, "-o", tmp_path / "out")
+    assert code == 2
+    assert err.startswith("thresher: error: ") and err.count("\n") == 1 and message in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_garbage_model_file(tmp_path, capsys):
+    path = tmp_path / "garbage.onnx"
+    path.write_bytes(b"\x00\x01not an onnx model at all" * 10)
+    code, _, err = run_cli(capsys, "info", path)
+    assert code == 2 and "not a readable ONNX file" in err and err.count("\n") == 1
+
+
+def test_missing_model_file(tmp_path, capsys):
+    code, _, err = run_cli(capsys, "info", tmp_path / "nope.onnx")
+    assert code == 2 and "no such model file" in err
+
+
+def test_unsupported_op(tmp_path, capsys):
+    from qonnx_builder import GraphBuilder
+    path = GraphBuilder((1, 4)).quant(1.0, 8).apply("Softmax").build(tmp_path / "softmax.onnx")
+    code, _, err = run_cli(capsys, "info", path)
+    assert code == 2 and "(Softmax)" in err and "unsupported operation" in err
+
+
+def write(path, array):
+    np.save(path, array)
+    return path
+
+
+BAD_INPUTS = {
+    "wrong shape": (lambda p: write(p, np.zeros((4, 28, 28), np.float32)), "expects (batch, 1, 28, 28)"),
+    "nan": (lambda p: write(p, np.full((2, 1, 28, 28), np.nan, np.float32)), "NaN"),
+    "missing": (lambda p: p, "no such file"),
+    "not npy": (lambda p: (p.write_text("1,2,3\n"), p)[1], "not a .npy file"),
+    "strings": (lambda p: write(p, np.array(["a", "b"])), "expected numbers"),
+    "truncated": (lambda p: (write(p, np.zeros((2, 1, 28, 28), np.float32)),
+                             p.write_bytes(p.read_bytes()[:200]), p)[2], "unreadable .npy"),
+}
+
+
+@pytest.mark.parametrize("kind", BAD_INPUTS)
+def test_bad_inputs_leave_existing_output_untouched(kind, shared, tmp_path, capsys):
+    make, message = BAD_INPUTS[kind]
+    x = make(tmp_path / "x.npy")
+    y = tmp_path / "y.npy"
+    y.write_bytes(b"precious")
+    code, _, err = run_cli(capsys, "run", shared / TFC, x, "-o", y)
+    assert code == 2 and message in err, err
+    assert err.startswith("thresher: error: ") and err.count("\n") == 1
+    assert y.read_bytes() == b"precious"
+
+
+def test_usage_errors_are_one_line(capsys):
+    code, _, err = run_cli(capsys, "run")
+    assert code == 2 and err.startswith("thresher: error: ") and err.count("\n") == 1
+
+
+def test_installed_console_script_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"junk")
+    proc = subprocess.run([sys.executable, "-m", "sim.cli", "info", str(bad)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("thresher: error: ") and "Traceback" not in proc.stderr
+
+
+def test_demo_runs_and_writes_report(tmp_path, capsys):
+    import json
+    code, out, _ = run_cli(capsys, "demo", "--out", tmp_path)
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["accuracy"]["integer"] == 1.0
