@@ -54,6 +54,10 @@ from .window import WindowGenerator
 
 __all__ = ["Accelerator"]
 
+# yosys maps small memories (and every ROM) to logic unless asked: ask for block RAM
+# (iCE40 SB_RAM40_4K, ECP5 DP16KD) for everything that holds weights, thresholds or feature maps.
+BLOCK_RAM = {"ram_style": "block", "rom_style": "block"}
+
 
 class Accelerator(wiring.Component):
     def __init__(self, network, *, pe=8, simd=8, input_range=(0, 255)):
@@ -81,7 +85,8 @@ class Accelerator(wiring.Component):
         s0 = stages[0]
 
         # ---- feature RAM: V lanes x A bits, two regions -------------------------------------
-        m.submodules.fmem = fmem = Memory(shape=unsigned(V * A), depth=plan.feature_depth, init=[])
+        m.submodules.fmem = fmem = Memory(shape=unsigned(V * A), depth=plan.feature_depth, init=[],
+                                          attrs=BLOCK_RAM)
         f_wr = fmem.write_port(granularity=A)
         f_rd = fmem.read_port()
 
@@ -198,7 +203,7 @@ class Accelerator(wiring.Component):
                         m.d.sync += [ld_h.eq(0), ld_c.eq(ld_c + 1)] + reset_rows()
             for y in range(kh):
                 for x in range(kw):
-                    mem = Memory(shape=unsigned(lc * A), depth=ho * wo, init=[])
+                    mem = Memory(shape=unsigned(lc * A), depth=ho * wo, init=[], attrs=BLOCK_RAM)
                     m.submodules[f"tap_{y}_{x}"] = mem
                     wp = mem.write_port(granularity=A)
                     rp = mem.read_port()
@@ -231,17 +236,20 @@ class Accelerator(wiring.Component):
         v1 = Signal()
         m.d.sync += [cmd1.eq(cmd), v1.eq(gen.o.valid)]
 
-        # weight ROMs (one per MAC stage), read by command
+        # one weight ROM for all MAC stages (stage images stacked; fewer, fuller block RAMs than
+        # one ROM per stage), read by command
         mac_stages = [s for s in stages if s.kind == "mac"]
-        wdata = {}
-        tdata = {}
+        images = {s.index: weight_image(plan, s) for s in mac_stages}
+        wbase, words = {}, []
         for s in mac_stages:
-            width, words = weight_image(plan, s)
-            mem = Memory(shape=unsigned(width), depth=len(words), init=words)
-            m.submodules[f"wrom{s.index}"] = mem
-            rp = mem.read_port()
-            m.d.comb += rp.addr.eq(cmd.waddr)
-            wdata[s.index] = rp.data
+            wbase[s.index] = len(words)
+            words += images[s.index][1]
+        m.submodules.wrom = wrom = Memory(shape=unsigned(max(w for w, _ in images.values())),
+                                          depth=len(words), init=words, attrs=BLOCK_RAM)
+        w_rd = wrom.read_port()
+        m.d.comb += w_rd.addr.eq(cmd.waddr + Array(wbase.get(s.index, 0) for s in stages)[cmd.stage])
+        wdata = {s.index: w_rd.data for s in mac_stages}
+        tdata = {}
         # decoded weights for the array, by stage
         WB = plan.weight_width
         w_lanes = Signal(data.ArrayLayout(signed(WB), pe * simd))
@@ -322,13 +330,20 @@ class Accelerator(wiring.Component):
                                                levels=L, out_width=A, tag_width=tag_w)
         never = (1 << (cw - 1)) - 1
         act_stages = [s for s in mac_stages if s.levels >= 1]
+        timages = {s.index: threshold_image(plan, s) for s in act_stages}
+        tbase, twords = {}, []
         for s in act_stages:
-            width, twords = threshold_image(plan, s)
-            mem = Memory(shape=unsigned(width), depth=len(twords), init=twords)
-            m.submodules[f"trom{s.index}"] = mem
-            rp = mem.read_port()
-            m.d.comb += rp.addr.eq(tag_layout(mac.o.payload.tag).group)
-            tdata[s.index] = rp.data
+            tbase[s.index] = len(twords)
+            twords += timages[s.index][1]
+        if act_stages:
+            m.submodules.trom = trom = Memory(
+                shape=unsigned(max(w for w, _ in timages.values())), depth=len(twords),
+                init=twords, attrs=BLOCK_RAM)
+            t_rd = trom.read_port()
+            mtag = tag_layout(mac.o.payload.tag)
+            m.d.comb += t_rd.addr.eq(mtag.group +
+                                     Array(tbase.get(s.index, 0) for s in stages)[mtag.stage])
+            tdata = {s.index: t_rd.data for s in act_stages}
         has_act = Array(Const(s.kind == "mac" and s.levels >= 1, 1) for s in stages)[tag_r.stage]
         m.d.comb += [thr.i.valid.eq(acc_v & has_act), thr.i.payload.acc.eq(acc_r),
                      thr.i.payload.tag.eq(tag_r), thr.o.ready.eq(1)]
@@ -376,7 +391,7 @@ class Accelerator(wiring.Component):
         if plan.output_mode == "acc":
             last = stages[-1]
             m.submodules.omem = omem = Memory(shape=unsigned(pe * OW), depth=plan.out_depth,
-                                              init=[])
+                                              init=[], attrs=BLOCK_RAM)
             o_wr = omem.write_port()
             o_rd = omem.read_port()
             if last.levels >= 1:
