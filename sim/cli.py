@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 import warnings
 from pathlib import Path
 
@@ -124,48 +123,37 @@ def cmd_bench(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job. Until the default model and hardware land: the real MNIST TFC network through
-    the pipeline that exists (import, fold, golden engine vs qonnx's executor)."""
-    from model_tools import golden
-    from model_tools.bench import qonnx_reference
-    from model_tools.files import load_array
-    from model_tools.fold import load_model
-    from model_tools.report import format_table, layer_rows
-    shared = shared_dir()
-    if shared is None:
-        raise ThresherError("the demo needs ../shared/models/TFC_2W2A.onnx beside the checkout")
-    model = shared / "models" / "TFC_2W2A.onnx"
-    x = load_array(shared / "data" / "mnist4" / "input.npy")
-    labels = load_array(shared / "data" / "mnist4" / "labels.npy")
-    t0 = time.perf_counter()
-    net = load_model(model)
-    t_fold = time.perf_counter() - t0
-    print(f"thresher demo: {model.name} folded in {t_fold:.2f} s\n")
-    print(format_table(layer_rows(net)))
-    y = golden.run(net, x)
-    ref = qonnx_reference(model, x)
-    err = float(np.abs(y - ref).max() / np.abs(ref).max())
-    print(f"\n{'image':>5}  {'label':>5}  {'golden':>6}  {'qonnx':>5}")
-    for i, (lab, g, r) in enumerate(zip(labels, y.argmax(1), ref.argmax(1))):
-        print(f"{i:>5}  {int(lab):>5}  {int(g):>6}  {int(r):>5}")
-    correct = int((y.argmax(1) == labels).sum())
-    print(f"\ngolden engine: {correct}/{len(labels)} correct; max |golden - qonnx| = {err:.2g} of "
-          "max |output|")
-    if args.out:
-        import json
-        from model_tools.files import atomic_write_bytes
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        report = {"model": model.name, "test_images": len(labels),
-                  "accuracy": {"integer": correct / len(labels)}, "golden_vs_qonnx_rel_err": err}
-        atomic_write_bytes(out / "report.json", json.dumps(report, indent=1).encode())
-        print(f"wrote {out / 'report.json'}")
-    if correct != len(labels) or err > 1e-4:
-        raise ThresherError("the demo's golden engine disagrees with the model")
+    from .demo import run_demo
+    run_demo(Path(args.out), _progress)
+    return 0
+
+
+def cmd_train(args) -> int:
+    from model_tools.train import train
+    out = Path(args.out)
+    if out.is_dir():
+        raise ThresherError(f"{out}: is a directory; give the .onnx file to write")
+    if not out.parent.is_dir():
+        raise ThresherError(f"{out.parent}: no such directory")
+    summary = train(dataset=args.dataset, wbits=args.wbits, abits=args.abits, epochs=args.epochs,
+                    seed=args.seed, out=out, progress=sys.stderr.isatty())
+    print(f"trained {summary['dataset']} W{summary['wbits']}A{summary['abits']} for "
+          f"{summary['epochs']} epochs in {summary['train_seconds']:.1f} s: test accuracy "
+          f"{summary['test_accuracy']:.2%} on {summary['test_images']} images; wrote {out}")
     return 0
 
 
 # -- the parser -------------------------------------------------------------------------------------
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="thresher", description="Trained quantized networks onto small FPGAs: fold "
@@ -194,12 +182,22 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("what", nargs="?", default="golden", choices=("golden",))
     b.add_argument("--model", help="QONNX file (default: ../shared/models/TFC_2W2A.onnx)")
     b.add_argument("--input", metavar="X.npy", help="inputs (default: 1,000 MNIST-like images)")
-    b.add_argument("-n", type=int, default=1000, help="number of generated inputs")
+    b.add_argument("-n", type=_positive, default=1000, help="number of generated inputs")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="the main job on the default model")
-    d.add_argument("--out", metavar="DIR", help="write report.json here")
+    d.add_argument("--out", metavar="DIR", default="thresher-demo",
+                   help="write report.json (and the build) here (default: ./thresher-demo)")
     d.set_defaults(func=cmd_demo)
+
+    t = sub.add_parser("train", help="quantization-aware training (needs the [train] extra)")
+    t.add_argument("--dataset", default="digits", help="digits (scikit-learn's 8x8 digits)")
+    t.add_argument("--wbits", type=int, default=4, help="weight bits (1-8)")
+    t.add_argument("--abits", type=int, default=2, help="activation bits (1-8)")
+    t.add_argument("--epochs", type=int, default=40)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("-o", "--out", required=True, metavar="MODEL.onnx")
+    t.set_defaults(func=cmd_train)
     return p
 
 

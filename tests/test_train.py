@@ -64,3 +64,11 @@ def test_training_is_deterministic_for_a_seed():
     a = train(epochs=1, seed=3, progress=False)
     b = train(epochs=1, seed=3, progress=False)
     assert a["test_accuracy"] == b["test_accuracy"] and a["train_accuracy"] == b["train_accuracy"]
+
+
+def test_shipped_test_split_is_the_training_split():
+    """The demo's embedded test images are exactly ``digits_split(0)``'s test part."""
+    from model_tools.default import digits_test
+    _, _, x_test, y_test = digits_split(0)
+    x, y = digits_test()
+    assert np.array_equal(x, x_test) and np.array_equal(y, y_test)
