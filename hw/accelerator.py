@@ -60,8 +60,8 @@ BLOCK_RAM = {"ram_style": "block", "rom_style": "block"}
 
 
 class Accelerator(wiring.Component):
-    def __init__(self, network, *, pe=8, simd=8, input_range=(0, 255)):
-        self.plan = plan = Plan(network, pe, simd, input_range)
+    def __init__(self, network, *, pe=8, simd=8, input_range=(0, 255), fuse_pools=True):
+        self.plan = plan = Plan(network, pe, simd, input_range, fuse_pools=fuse_pools)
         if not plan.stages:
             raise ThresherError("the network has no layers; nothing to put in hardware")
         self.network, self.pe, self.simd = network, pe, simd
@@ -160,7 +160,7 @@ class Accelerator(wiring.Component):
             kh, kw = s0.kernel
             sh, sw = s0.stride
             pt, pl = s0.pad_tl
-            _, ho, wo = s0.out_geom
+            _, ho, wo = s0.conv_geom
             ld_h = Signal(range(lh + 1))
             ld_w = Signal(range(lw + 1))
             qrange = signed(bits_for(max(lh, lw, ho, wo) + max(pt, pl, kh, kw) + 2) + 2)
@@ -289,12 +289,11 @@ class Accelerator(wiring.Component):
         is_pool = Array(Const(s.kind == "pool", 1) for s in stages)[cmd1.stage]
 
         # tag carried through the array: stage, group, output address and lane
-        tag_layout = data.StructLayout({"stage": cmd.stage.shape(), "group": cmd.group.shape(),
-                                        "oaddr": cmd.oaddr.shape(), "olane": cmd.olane.shape()})
+        tag_fields = ("stage", "group", "oaddr", "olane", "pfirst", "plast", "pskip", "pbaddr")
+        tag_layout = data.StructLayout({f: getattr(cmd, f).shape() for f in tag_fields})
         tag_w = tag_layout.size
         tag1 = Signal(tag_layout)
-        m.d.comb += [tag1.stage.eq(cmd1.stage), tag1.group.eq(cmd1.group),
-                     tag1.oaddr.eq(cmd1.oaddr), tag1.olane.eq(cmd1.olane)]
+        m.d.comb += [getattr(tag1, f).eq(getattr(cmd1, f)) for f in tag_fields]
 
         m.submodules.mac = mac = MACArray(pe=pe, simd=simd, weight_width=WB, act_width=A,
                                           acc_width=plan.acc_width, tag_width=tag_w)
@@ -371,12 +370,29 @@ class Accelerator(wiring.Component):
         t_tag = Signal(tag_layout)
         p_tag = Signal(tag_layout)
         m.d.comb += [t_tag.eq(thr.o.payload.tag), p_tag.eq(pool.o.payload.tag)]
-        mac_we = thr.o.valid & ~to_out[t_tag.stage]
+        # fused max pool: running maximum of each pooled pixel in a one-pooled-row buffer
+        fused = Array(Const(s.pool is not None, 1) for s in stages)[t_tag.stage]
+        values = [thr.o.payload.value[k] for k in range(pe)]
+        if plan.pool_buffer_depth:
+            m.submodules.pbuf = pbuf = Memory(shape=unsigned(pe * A),
+                                              depth=plan.pool_buffer_depth, init=[])
+            pb_wr = pbuf.write_port()
+            pb_rd = pbuf.read_port(transparent_for=(pb_wr,))
+            m.d.comb += pb_rd.addr.eq(tag_r.pbaddr)
+            old = data.View(data.ArrayLayout(signed(A), pe), pb_rd.data)
+            pooled = [Signal(signed(A), name=f"pooled_{k}") for k in range(pe)]
+            for k in range(pe):
+                v = thr.o.payload.value[k]
+                m.d.comb += pooled[k].eq(Mux(~fused | t_tag.pfirst | (v > old[k]), v, old[k]))
+            values = pooled
+            m.d.comb += [pb_wr.addr.eq(t_tag.pbaddr), pb_wr.data.eq(Cat(*pooled)),
+                         pb_wr.en.eq(thr.o.valid & fused & ~t_tag.pskip & ~t_tag.plast)]
+        mac_we = thr.o.valid & ~to_out[t_tag.stage] & (~fused | (~t_tag.pskip & t_tag.plast))
         with m.If(loader_we):
             m.d.comb += [f_wr.addr.eq(loader_addr), f_wr.data.eq(loader_data),
                          f_wr.en.eq(loader_en)]
         with m.Elif(mac_we):
-            vals = Cat(thr.o.payload.value[k] for k in range(pe))
+            vals = Cat(*values)
             m.d.comb += [f_wr.addr.eq(t_tag.oaddr),
                          f_wr.data.eq(Cat(vals for _ in range(V // pe))),
                          f_wr.en.eq(((1 << pe) - 1) << t_tag.olane)]

@@ -19,6 +19,10 @@ Loop nest of every stage (one array cycle per innermost iteration, never a stall
   writes every window in full, so lanes run over the flattened (ky, kx, c) window:
   ``KH = KW = 1``, ``NC = ceil(kh * kw * Cin / SIMD)``.
 * Pool stage: ``NG = ceil(C / SIMD)`` channel groups, ``(KH, KW) = kernel``, ``NC = 1``.
+* A max pool with stride = kernel and no padding right after a MAC layer with an activation is
+  *fused* into that stage: the loop walks the conv output and the write-back keeps the running
+  maximum of each pooled pixel in a one-pooled-row buffer, writing the feature RAM on the window's
+  last pixel. The pool then costs no cycles.
 """
 
 from __future__ import annotations
@@ -85,10 +89,13 @@ class Stage:
     levels: int                        # thresholds per channel (0: raw accumulators / pool)
     offset: int
     step: int
+    conv_geom: tuple[int, int, int]    # (C, Ho, Wo) the loop nest walks (before a fused pool)
+    pool: tuple[int, int] | None       # fused max-pool kernel (= stride), applied in write-back
 
     @property
     def pixels(self) -> int:
-        return self.out_geom[1] * self.out_geom[2]
+        """Output pixels the loop nest walks."""
+        return self.conv_geom[1] * self.conv_geom[2]
 
     @property
     def issue_cycles(self) -> int:
@@ -129,7 +136,8 @@ class Plan:
         Signed bits of a raw input beat.
     """
 
-    def __init__(self, network: IntegerNetwork, pe: int, simd: int, input_range=(0, 255)):
+    def __init__(self, network: IntegerNetwork, pe: int, simd: int, input_range=(0, 255), *,
+                 fuse_pools: bool = True):
         if not isinstance(network, IntegerNetwork):
             raise TypeError(f"network must be an IntegerNetwork, not {type(network).__name__}")
         for name, v in (("pe", pe), ("simd", simd)):
@@ -139,6 +147,7 @@ class Plan:
         if lo > hi:
             raise ThresherError(f"input_range must be (lo, hi) with lo <= hi, not {input_range!r}")
         self.network, self.pe, self.simd, self.input_range = network, pe, simd, (lo, hi)
+        self.fuse_pools = bool(fuse_pools)
         self.V = max(pe, simd)
         self.in_thresholds = network.input.integer_thresholds(lo, hi)
         self.raw_width = signed_bits(min(lo, 0), hi)
@@ -169,9 +178,13 @@ class Plan:
         stages, words_needed = [], [geom[1] * geom[2] * ceil_div(geom[0], V)]
         self.im2col = bool(layers) and isinstance(layers[0], Conv) and geom[0] % simd != 0
 
+        skip = set()
         for i, layer in enumerate(layers):
+            if i in skip:
+                continue
             C, H, W = geom
             gv_in = ceil_div(C, V)
+            pool = None
             if isinstance(layer, MaxPool):
                 if len(layer.in_shape) != 3 or tuple(layer.in_shape) != geom:
                     raise ThresherError(f"{layer.name}: input {layer.in_shape} does not match the "
@@ -228,9 +241,20 @@ class Plan:
                 a_rng = (a_lo, a_hi)
             if out != _geometry(layer.out_shape):
                 raise ThresherError(f"{layer.name}: output shape {layer.out_shape} unexpected")
+            conv_geom = out
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            if (self.fuse_pools and kind == "mac" and layer.activation is not None and
+                    isinstance(nxt, MaxPool) and tuple(nxt.kernel) == tuple(nxt.stride) and
+                    not any(nxt.pads) and tuple(nxt.in_shape) == out):
+                pool = tuple(int(k) for k in nxt.kernel)
+                out = _geometry(nxt.out_shape)
+                if out != (conv_geom[0], conv_geom[1] // pool[0], conv_geom[2] // pool[1]):
+                    raise ThresherError(f"{nxt.name}: output shape {nxt.out_shape} unexpected")
+                skip.add(i + 1)
             to_output = kind == "mac" and i == len(layers) - 1
             stages.append(dict(
-                index=i, layer=layer, kind=kind, im2col=kind == "mac" and im2col, in_geom=geom,
+                conv_geom=conv_geom, pool=pool, index=len(stages), layer=layer, kind=kind,
+                im2col=kind == "mac" and im2col, in_geom=geom,
                 out_geom=out, kernel=(int(kh), int(kw)), stride=tuple(int(s) for s in stride),
                 pad_tl=tuple(int(p) for p in pad_tl), loops=tuple(int(x) for x in loops),
                 in_words=gv_in, out_words=ceil_div(out[0], V), to_output=to_output,
@@ -240,6 +264,8 @@ class Plan:
             if not to_output:
                 words_needed.append(out[1] * out[2] * ceil_div(out[0], V))
             geom, rng = out, out_rng
+        self.pool_buffer_depth = max([s["out_geom"][2] * s["loops"][0] for s in stages
+                                      if s["pool"]], default=0)
 
         self.region_words = max(words_needed)
         self.feature_depth = 2 * self.region_words
@@ -281,9 +307,10 @@ class Plan:
         return START_CYCLES + sum(self.stage_cycles()) + self.n_out + END_CYCLES
 
 
-def predict_cycles(network: IntegerNetwork, pe: int, simd: int, input_range=(0, 255)) -> int:
+def predict_cycles(network: IntegerNetwork, pe: int, simd: int, input_range=(0, 255), *,
+                   fuse_pools: bool = True) -> int:
     """Cycle model of one inference (``start`` to ``done``, input already loaded)."""
-    return Plan(network, pe, simd, input_range).predict_cycles()
+    return Plan(network, pe, simd, input_range, fuse_pools=fuse_pools).predict_cycles()
 
 
 def mac_bound_cycles(network: IntegerNetwork, pe: int, simd: int) -> int:

@@ -40,7 +40,8 @@ async def drive(ctx, dut, samples, outputs, cycles):
         outputs.append(out)
 
 
-def run_pysim(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255), vcd=None):
+def run_pysim(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255), fuse_pools=True,
+              vcd=None):
     """Simulate the accelerator on the raw integer batch ``x`` (B, *network.input_shape).
 
     Returns ``(outputs, cycles)``: int64 array (B, *network.last_shape) and the list of per-inference
@@ -56,7 +57,7 @@ def run_pysim(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255), v
     lo, hi = input_range
     if x.size and (x.min() < lo or x.max() > hi):
         raise ThresherError(f"input values {x.min()}..{x.max()} outside input_range {input_range}")
-    dut = Accelerator(network, pe=pe, simd=simd, input_range=input_range)
+    dut = Accelerator(network, pe=pe, simd=simd, input_range=input_range, fuse_pools=fuse_pools)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     outputs, cycles = [], []

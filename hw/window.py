@@ -52,6 +52,10 @@ def command_layout(plan: Plan) -> data.StructLayout:
         "last": unsigned(1),
         "oaddr": unsigned(bits_for(o_depth)),
         "olane": unsigned(bits_for(plan.V)),
+        "pfirst": unsigned(1),      # fused pool: first conv pixel of the pooled window
+        "plast": unsigned(1),       # fused pool: last one (write the feature RAM)
+        "pskip": unsigned(1),       # fused pool: conv pixel outside every pooled window
+        "pbaddr": unsigned(bits_for(max(plan.pool_buffer_depth, 1))),
     })
 
 
@@ -88,8 +92,14 @@ class WindowGenerator(wiring.Component):
         KH = param(lambda s: s.loops[1] - 1)
         KW = param(lambda s: s.loops[2] - 1)
         NC = param(lambda s: s.loops[3] - 1)
-        HO = param(lambda s: s.out_geom[1] - 1)
-        WO = param(lambda s: s.out_geom[2] - 1)
+        HO = param(lambda s: s.conv_geom[1] - 1)
+        WO = param(lambda s: s.conv_geom[2] - 1)
+        FUSED = param(lambda s: s.pool is not None)
+        PKH = param(lambda s: (s.pool or (1, 1))[0] - 1)
+        PKW = param(lambda s: (s.pool or (1, 1))[1] - 1)
+        PHK = param(lambda s: s.out_geom[1] * (s.pool or (1, 1))[0])
+        PWK = param(lambda s: s.out_geom[2] * (s.pool or (1, 1))[1])
+        PROW = param(lambda s: s.out_geom[2] * s.out_words)
         C_IN = param(lambda s: s.in_geom[0])
         H_IN = param(lambda s: s.in_geom[1])
         W_IN = param(lambda s: s.in_geom[2])
@@ -112,8 +122,14 @@ class WindowGenerator(wiring.Component):
         PTR0 = param(ptr0, ptr_shape)
         OBASE = param(lambda s: s.out_base)
 
-        oh, ow = Signal(range(max(s.out_geom[1] for s in stages) + 1)), \
-            Signal(range(max(s.out_geom[2] for s in stages) + 1))
+        oh, ow = Signal(range(max(s.conv_geom[1] for s in stages) + 1)), \
+            Signal(range(max(s.conv_geom[2] for s in stages) + 1))
+        # fused pool: position in the pooled window, pooled column, pooled pointers
+        pk = max([max(s.pool) for s in stages if s.pool], default=1)
+        poh, pow_ = Signal(range(pk + 1)), Signal(range(pk + 1))
+        pbptr = Signal(range(max(plan.pool_buffer_depth, 1) + max(s.loops[0] for s in stages) + 1))
+        prow = Signal(range(max(plan.feature_depth, 1) * 2 + 2))
+        pptr = Signal(range(max(plan.feature_depth, 1) * 2 + 2))
         g = Signal(range(max(s.loops[0] for s in stages) + 1))
         ky = Signal(range(max(s.loops[1] for s in stages) + 1))
         kx = Signal(range(max(s.loops[2] for s in stages) + 1))
@@ -130,6 +146,7 @@ class WindowGenerator(wiring.Component):
 
         def load_stage(idx_value, ptr_value, pad_t, pad_l):
             return [oh.eq(0), ow.eq(0), g.eq(0), ky.eq(0), kx.eq(0), cg.eq(0), pix.eq(0),
+                    poh.eq(0), pow_.eq(0), pbptr.eq(0),
                     waddr.eq(0), rptr.eq(ptr_value), wptr.eq(ptr_value), tptr.eq(ptr_value),
                     ih0.eq(-pad_t), iw0.eq(-pad_l)]
 
@@ -158,12 +175,22 @@ class WindowGenerator(wiring.Component):
         # output word and lane offset
         with m.If(TO_OUT):
             m.d.comb += [c.oaddr.eq(g * PIXELS + pix), c.olane.eq(0)]
+        with m.Elif(FUSED):
+            m.d.comb += [c.oaddr.eq(pptr + (g >> pe_sh)),
+                         c.olane.eq((g & ((1 << pe_sh) - 1)) * pe if pe_sh else 0)]
         with m.Elif(IS_POOL):
             m.d.comb += [c.oaddr.eq(optr + (g >> sub_sh)),
                          c.olane.eq((g & ((1 << sub_sh) - 1)) << ls if sub_sh else 0)]
         with m.Else():
             m.d.comb += [c.oaddr.eq(optr + (g >> pe_sh)),
                          c.olane.eq((g & ((1 << pe_sh) - 1)) * pe if pe_sh else 0)]
+
+        m.d.comb += [
+            c.pfirst.eq((poh == 0) & (pow_ == 0)),
+            c.plast.eq((poh == PKH) & (pow_ == PKW)),
+            c.pskip.eq((oh >= PHK) | (ow >= PWK)),
+            c.pbaddr.eq(pbptr + g),
+        ]
 
         s0 = stages[0]
         if s0.im2col:
@@ -227,15 +254,28 @@ class WindowGenerator(wiring.Component):
                         with m.If(ow != WO):
                             m.d.sync += [ow.eq(ow + 1), iw0.eq(iw0 + SW),
                                          wptr.eq(wptr + D_OW), tptr.eq(wptr + D_OW)]
+                            with m.If(pow_ != PKW):
+                                m.d.sync += pow_.eq(pow_ + 1)
+                            with m.Else():
+                                m.d.sync += [pow_.eq(0), pbptr.eq(pbptr + NG + 1),
+                                             pptr.eq(pptr + GVO)]
                         with m.Elif(oh != HO):
                             m.d.sync += [ow.eq(0), oh.eq(oh + 1), iw0.eq(-PAD_L),
                                          ih0.eq(ih0 + SH), rptr.eq(rptr + D_OH),
-                                         wptr.eq(rptr + D_OH), tptr.eq(rptr + D_OH)]
+                                         wptr.eq(rptr + D_OH), tptr.eq(rptr + D_OH),
+                                         pow_.eq(0), pbptr.eq(0)]
+                            with m.If(poh != PKH):
+                                m.d.sync += [poh.eq(poh + 1), pptr.eq(prow)]
+                            with m.Else():
+                                m.d.sync += [poh.eq(0), prow.eq(prow + PROW),
+                                             pptr.eq(prow + PROW)]
                         with m.Else():
                             m.d.sync += gap.eq(self.gap)
         # output pointer: base of the stage's output map (set when a stage starts)
         with m.If((~running & self.start)):
-            m.d.sync += optr.eq(stages[0].out_base)
+            m.d.sync += [optr.eq(stages[0].out_base), prow.eq(stages[0].out_base),
+                         pptr.eq(stages[0].out_base)]
         with m.Elif(running & (gap == 1) & (stage != len(stages) - 1)):
-            m.d.sync += optr.eq(Array(s.out_base for s in stages)[stage + 1])
+            nbase = Array(s.out_base for s in stages)[stage + 1]
+            m.d.sync += [optr.eq(nbase), prow.eq(nbase), pptr.eq(nbase)]
         return m

@@ -19,6 +19,7 @@ CASES = [
     ((8, 6, 6), (("conv", 8, 3, 2, 1), ("conv", 8, 3, 1, 1), ("dense", 5)), 4, 8),
     ((3, 5, 5), (("conv", 4, 3, 1, 1), ("conv", 6, 3, 1, 1)), 2, 4),                 # conv out
     ((2, 6, 6), (("conv", 8, 3, 1, 1), ("pool", 2, 2)), 8, 2),                       # pool out
+    ((8, 7, 7), (("conv", 8, 1, 1, 0), ("pool", 2, 2), ("dense", 3)), 8, 8),        # tight fusion
     ((3, 7, 7), (("conv", 8, 2, 2, 0), ("conv", 5, 1, 1, 0), ("dense", 3)), 16, 2),  # pe > simd
     ((16, 3, 3), (("conv", 16, 3, 1, 1), ("pool", 3, 1), ("dense", 4)), 2, 16),      # simd > pe
 ]
@@ -32,6 +33,15 @@ def test_random_network_matches_golden(in_shape, spec, pe, simd, seed):
     y, cycles = run_pysim(net, x, pe, simd)
     assert np.array_equal(y, golden.run_integer(net, x))
     assert cycles[0] == cycles[1] == predict_cycles(net, pe, simd)
+
+
+def test_pool_stage_without_fusion_matches_golden():
+    net = random_network(3, (1, 8, 8), (("conv", 8, 3, 1, 1), ("pool", 2, 2), ("dense", 4)))
+    x = random_input(3, net, 1)
+    y, cycles = run_pysim(net, x, 4, 8, fuse_pools=False)
+    assert np.array_equal(y, golden.run_integer(net, x))
+    assert cycles[0] == predict_cycles(net, 4, 8, fuse_pools=False)
+    assert cycles[0] > predict_cycles(net, 4, 8)      # fusion saves the pool stage
 
 
 def _extreme_dense(w_value, x_value):

