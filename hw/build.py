@@ -167,8 +167,10 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
                    pe=pe or 1, simd=simd or 1)
     overrides = {
         "nextpnr_opts": f"--report top.report.json --timing-allow-fail --seed {int(seed)}",
-        "script_after_read": (f"setattr -set ram_style \"block\" -set rom_style \"block\" "
-                              f"t:$mem_v2 r:SIZE>={int(bram_min_depth)}"),
+        # memories at least bram_min_depth deep and 4 bits wide (or 1024 deep) go to block RAM
+        "script_after_read": (f"proc; memory_collect; setattr -set ram_style \"block\" "
+                              f"-set rom_style \"block\" r:SIZE>={int(bram_min_depth)} "
+                              f"r:WIDTH>=4 %i r:SIZE>=1024 %u t:$mem_v2 %i"),
     }
     if spec.family == "ice40":
         overrides["synth_opts"] = "-dsp"
@@ -283,7 +285,7 @@ def estimate_resources(network, pe: int, simd: int, board: str, *, input_range=(
 
     def memory(width, depth):
         nonlocal bram, rom_bits
-        if depth >= bram_min_depth:
+        if (depth >= bram_min_depth and width >= 4) or depth >= 1024:
             bram += _bram_blocks(width, depth, fam)
         else:
             rom_bits += width * depth

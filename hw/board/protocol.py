@@ -20,13 +20,31 @@ from .frame import Info, value_bytes
 __all__ = ["ProtocolEngine", "crc16_update"]
 
 
+def _crc16_matrix():
+    """For each bit of the next CRC, the bits of (crc, byte) whose XOR it is: the CRC step is
+    linear over GF(2), so it is found by stepping unit vectors through :func:`frame.crc16`."""
+    def step(crc, byte):
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+        return crc & 0xFFFF
+    rows = [[] for _ in range(16)]
+    for i in range(24):
+        out = step(1 << i, 0) if i < 16 else step(0, 1 << (i - 16))
+        for b in range(16):
+            if out >> b & 1:
+                rows[b].append(i)
+    return rows
+
+
+_CRC16_ROWS = _crc16_matrix()
+
+
 def crc16_update(crc, byte):
-    """CRC-16/CCITT-FALSE of one more byte, as logic (see :func:`hw.board.frame.crc16`)."""
-    c = (crc ^ (byte << 8))[:16]
-    for _ in range(8):
-        shifted = (c << 1)[:16]
-        c = Mux(c[15], shifted ^ 0x1021, shifted)
-    return c
+    """CRC-16/CCITT-FALSE of one more byte, as logic (see :func:`hw.board.frame.crc16`): one XOR
+    of a few input bits per output bit."""
+    bits = Cat(crc[:16], byte[:8])
+    return Cat(*(Cat(*(bits[i] for i in row)).xor() for row in _CRC16_ROWS))
 
 
 def _shape(bits, signed_):
@@ -113,7 +131,8 @@ class ProtocolEngine(wiring.Component):
         idle = Signal(range(self.timeout_cycles + 1))
         rx_byte = self.rx.payload
         rx_fire = self.rx.valid & self.rx.ready
-        crc_next = crc16_update(crc, rx_byte)
+        crc_next = Signal(16)
+        m.d.comb += crc_next.eq(crc16_update(crc, rx_byte))
 
         # -- reply state --------------------------------------------------------------------------
         reply_cmd = Signal(8)
@@ -125,6 +144,8 @@ class ProtocolEngine(wiring.Component):
         olane = Signal(range(out_bytes))
         tcrc = Signal(16)
         tx_fire = self.tx.valid & self.tx.ready
+        tcrc_next = Signal(16)
+        m.d.comb += tcrc_next.eq(crc16_update(tcrc, self.tx.payload))
 
         # -- the core transaction -----------------------------------------------------------------
         feed = Signal(range(info.n_in + 1))
@@ -289,7 +310,7 @@ class ProtocolEngine(wiring.Component):
                     m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
                     with m.If(tx_fire):
                         if crc_it:
-                            m.d.sync += tcrc.eq(crc16_update(tcrc, byte))
+                            m.d.sync += tcrc.eq(tcrc_next)
                         nxt()
 
             def goto(name):

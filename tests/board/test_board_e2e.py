@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from board_nets import tiny_network
+from hw.accelerator import Accelerator
 from hw.board import frame
 from hw.board.standin import StandInCore
 from hw.board.top import UartBridge, core_info
@@ -16,36 +17,41 @@ DIVISOR = 4
 TIMEOUT = 300
 
 
-def simulated_board(net):
-    core = StandInCore(net)
+def simulated_board(net, kind):
+    if kind == "accelerator":
+        core = Accelerator(net, pe=2, simd=4)
+        predicted = core.plan.predict_cycles()
+    else:
+        core = StandInCore(net)
+        predicted = core.predict_cycles()
     info = core_info(core, n_in=core.n_in, n_out=core.n_out, clock_hz=1e6,
-                     network_hash=frame.network_hash(net))
+                     network_hash=frame.network_hash(net), input_range=(0, 255))
     bridge = UartBridge(core, info, divisor=DIVISOR, timeout_cycles=TIMEOUT)
-    return SimulatedTransport(bridge, divisor=DIVISOR), core
+    return SimulatedTransport(bridge, divisor=DIVISOR), predicted
 
 
-@pytest.fixture(scope="module")
-def board():
+@pytest.fixture(scope="module", params=["standin", "accelerator"])
+def board(request):
     net = tiny_network(seed=5)
-    transport, core = simulated_board(net)
-    return net, transport, core
+    transport, predicted = simulated_board(net, request.param)
+    return net, transport, predicted
 
 
 def test_info(board):
-    net, transport, core = board
+    net, transport, predicted = board
     info = Board(transport).info()
     assert (info.n_in, info.n_out, info.in_bits, info.in_signed) == (12, 4, 8, False)
     assert info.out_signed and info.network_hash == frame.network_hash(net)
 
 
 def test_run_board_bit_exact(board):
-    net, transport, core = board
+    net, transport, predicted = board
     rng = np.random.default_rng(7)
     x = rng.integers(0, 256, size=(3, 1, 12)).astype(np.float32)
     x[0, 0, :3] = [0, 255, 128]
     y, cycles = run_board(net, x, transport, return_cycles=True)
     np.testing.assert_array_equal(y, run_integer(net, x))
-    assert (cycles == core.predict_cycles()).all()
+    assert (cycles == predicted).all()
 
 
 def error_code(transport, raw):
@@ -57,7 +63,7 @@ def error_code(transport, raw):
 
 
 def test_error_replies(board):
-    net, transport, core = board
+    net, transport, predicted = board
     good = frame.encode_frame(frame.CMD_INFER, bytes(range(12)))
     bad_crc = bytearray(good)
     bad_crc[7] ^= 0x10
@@ -74,7 +80,7 @@ def test_error_replies(board):
 
 
 def test_host_checks(board):
-    net, transport, core = board
+    net, transport, predicted = board
     other = tiny_network(seed=6)
     with pytest.raises(ThresherError, match="another network"):
         run_board(other, np.zeros((1, 1, 12)), transport)

@@ -12,14 +12,14 @@ def run_core(core, samples):
 
     async def bench(ctx):
         for x in samples:
-            ctx.set(core.start, 1)
-            await ctx.tick()
-            ctx.set(core.start, 0)
             for v in x:
                 ctx.set(core.i.payload, int(v))
                 ctx.set(core.i.valid, 1)
                 await ctx.tick().until(core.i.ready)
             ctx.set(core.i.valid, 0)
+            ctx.set(core.start, 1)
+            await ctx.tick()
+            ctx.set(core.start, 0)
             ctx.set(core.o.ready, 1)
             outs = []
             while True:
