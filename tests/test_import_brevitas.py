@@ -8,6 +8,22 @@ from brevitas_factory import make_case
 from model_tools import golden, load_model
 
 
+@pytest.fixture(scope="module")
+def case(tmp_path_factory):
+    """``case(seed, kind)``: one export per (seed, kind) for the whole module."""
+    cache = {}
+    directory = tmp_path_factory.mktemp("brevitas")
+
+    def get(seed, kind):
+        if (seed, kind) not in cache:
+            cache[seed, kind] = make_case(seed, kind, directory, n=12)
+        return cache[seed, kind]
+    return get
+
+
+CONV_SEEDS = [0, 1, 2, 3, 5, 8, 13, 21]
+
+
 def assert_matches(path, x, reference):
     net = load_model(path)
     out = golden.run(net, x)
@@ -17,25 +33,25 @@ def assert_matches(path, x, reference):
     return net
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3, 5, 8, 13, 21])
-def test_random_conv_networks(seed, tmp_path):
-    path, x, reference = make_case(seed, "conv", tmp_path, n=12)
+@pytest.mark.parametrize("seed", CONV_SEEDS)
+def test_random_conv_networks(seed, case):
+    path, x, reference = case(seed, "conv")
     net = assert_matches(path, x, reference)
     assert any(type(layer).__name__ == "Conv" for layer in net.layers)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 4])
-def test_random_mlp_networks(seed, tmp_path):
-    path, x, reference = make_case(seed, "mlp", tmp_path, n=12)
+def test_random_mlp_networks(seed, case):
+    path, x, reference = case(seed, "mlp")
     assert_matches(path, x, reference)
 
 
-def test_the_factory_covers_the_hard_cases(tmp_path):
+def test_the_factory_covers_the_hard_cases(case):
     """The seeds above must include negative and zero gammas, pooling, signed activations."""
     seen = {"negative direction": False, "constant channel": False, "maxpool": False,
             "signed activations": False}
-    for seed in [0, 1, 2, 3, 5, 8, 13, 21]:
-        path, _, _ = make_case(seed, "conv", tmp_path, n=1)
+    for seed in CONV_SEEDS:
+        path, _, _ = case(seed, "conv")
         net = load_model(path)
         for layer in net.layers:
             if type(layer).__name__ == "MaxPool":
