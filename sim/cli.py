@@ -17,6 +17,8 @@ import numpy as np
 
 from model_tools.errors import ThresherError
 
+from .engines import ENGINES
+
 __all__ = ["main"]
 
 
@@ -68,6 +70,11 @@ def cmd_compile(args) -> int:
     s = network_summary(net)
     print(f"\n{s['macs']:,} MACs per inference, {s['params']:,} weights "
           f"({s['weight_bits_total'] / 1024:.1f} kbit), widest accumulator {s['max_acc_bits']} bits")
+    from hw.plan import mac_bound_cycles, predict_cycles
+    predicted = predict_cycles(net, args.pe, args.simd)
+    bound = mac_bound_cycles(net, args.pe, args.simd)
+    print(f"PE={args.pe} x SIMD={args.simd}: {predicted:,} cycles per inference predicted, MAC bound "
+          f"{bound:,} ({predicted / bound:.2f}x)")
     if args.out is not None:
         print(f"wrote {Path(args.out) / 'network.json'} and network.npz")
     return 0
@@ -78,25 +85,28 @@ def cmd_info(args) -> int:
     return cmd_compile(args)
 
 
-ENGINES = ("golden",)
-
-
 def cmd_run(args) -> int:
-    from model_tools import golden
     from model_tools.files import load_array, load_network, save_array
+    from .engines import run_engine
     out = Path(args.out)
     if out.is_dir():
         raise ThresherError(f"{out}: is a directory; give the output .npy file")
     if not out.parent.is_dir():
         raise ThresherError(f"{out.parent}: no such directory")
+    if args.trace is not None and not str(args.trace).endswith((".vcd", ".fst")):
+        raise ThresherError(f"--trace {args.trace}: give a .vcd or .fst file name")
     net = load_network(args.model)
     x = load_array(args.input)
-    if args.engine == "golden":
-        y = golden.run(net, x)
-    else:
-        raise ThresherError(f"engine {args.engine!r} is not available; choose from {', '.join(ENGINES)}")
-    save_array(out, y)
-    print(f"wrote {out}: {y.shape[0]} outputs of shape {tuple(y.shape[1:])} ({args.engine} engine)")
+    result = run_engine(net, x, args.engine, pe=args.pe, simd=args.simd, trace=args.trace)
+    for note in result.notes:
+        print(f"thresher: note: {note}", file=sys.stderr)
+    save_array(out, result.outputs)
+    y = result.outputs
+    print(f"wrote {out}: {y.shape[0]} outputs of shape {tuple(y.shape[1:])} ({result.engine} engine)")
+    if result.cycles is not None and len(result.cycles):
+        print(f"{int(np.mean(result.cycles)):,} cycles per inference (PE={args.pe}, SIMD={args.simd})")
+    if args.trace:
+        print(f"wrote the waveform of the first input to {args.trace}")
     return 0
 
 
@@ -155,6 +165,18 @@ def _positive(text: str) -> int:
     return value
 
 
+def _power_of_two(text: str) -> int:
+    value = _positive(text)
+    if value & (value - 1):
+        raise argparse.ArgumentTypeError(f"must be a power of two, not {value}")
+    return value
+
+
+def _parallelism_options(parser):
+    parser.add_argument("--pe", type=_power_of_two, default=8, help="output channels per cycle")
+    parser.add_argument("--simd", type=_power_of_two, default=8, help="inputs per output per cycle")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="thresher", description="Trained quantized networks onto small FPGAs: fold "
                 "batch-norm and quantized activations into integer thresholds, generate hardware, "
@@ -165,17 +187,22 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="fold a QONNX model into an integer network")
     c.add_argument("model", help="QONNX file (.onnx) or a compiled directory")
     c.add_argument("-o", "--out", required=True, metavar="DIR", help="write network.json/.npz here")
+    _parallelism_options(c)
     c.set_defaults(func=cmd_compile)
 
     i = sub.add_parser("info", help="print the per-layer table of a model")
     i.add_argument("model", help="QONNX file (.onnx) or a compiled directory")
+    _parallelism_options(i)
     i.set_defaults(func=cmd_info)
 
     r = sub.add_parser("run", help="run a model on a batch of inputs")
     r.add_argument("model", help="QONNX file (.onnx) or a compiled directory")
     r.add_argument("input", metavar="X.npy", help="a batch in the model's input shape")
     r.add_argument("-o", "--out", required=True, metavar="Y.npy", help="where the outputs go")
-    r.add_argument("--engine", default="golden", choices=ENGINES)
+    r.add_argument("--engine", default="golden", choices=ENGINES,
+                   help="golden (integer numpy), rtl (Verilator, else Amaranth's simulator), pysim")
+    _parallelism_options(r)
+    r.add_argument("--trace", metavar="FILE.vcd", help="dump the waveform of the first input")
     r.set_defaults(func=cmd_run)
 
     b = sub.add_parser("bench", help="time the golden engine against qonnx's executor")

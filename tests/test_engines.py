@@ -1,0 +1,37 @@
+"""``thresher run --engine``: the hardware engines write what the golden engine writes."""
+
+import numpy as np
+
+from sim.cli import main
+from sim.engines import run_engine
+
+from model_tools import golden, load_model
+
+
+def test_pysim_engine_on_tfc_is_bit_exact_and_matches_the_cycle_model(shared, tmp_path, capsys):
+    x = np.load(shared / "data" / "mnist4" / "input.npy")[:1]
+    np.save(tmp_path / "x.npy", x)
+    for engine in ("golden", "pysim"):
+        assert main(["run", str(shared / "models" / "TFC_2W2A.onnx"), str(tmp_path / "x.npy"),
+                     "-o", str(tmp_path / f"{engine}.npy"), "--engine", engine]) == 0
+    out = capsys.readouterr().out
+    assert np.array_equal(np.load(tmp_path / "pysim.npy"), np.load(tmp_path / "golden.npy"))
+    from hw.plan import predict_cycles
+    net = load_model(shared / "models" / "TFC_2W2A.onnx")
+    assert f"{predict_cycles(net, 8, 8):,} cycles per inference" in out
+
+
+def test_hardware_engines_refuse_non_integer_inputs(shared, tmp_path, capsys):
+    np.save(tmp_path / "x.npy", np.full((1, 1, 28, 28), 0.5, np.float32))
+    code = main(["run", str(shared / "models" / "TFC_2W2A.onnx"), str(tmp_path / "x.npy"),
+                 "-o", str(tmp_path / "y.npy"), "--engine", "pysim"])
+    err = capsys.readouterr().err
+    assert code == 2 and "raw integer inputs" in err and err.count("\n") == 1
+
+
+def test_engine_result_integers_dequantize_to_outputs(shared):
+    net = load_model(shared / "models" / "TFC_2W2A.onnx")
+    x = np.load(shared / "data" / "mnist4" / "input.npy")
+    r = run_engine(net, x, "golden")
+    assert np.array_equal(r.integers, golden.run_integer(net, x))
+    assert np.array_equal(r.outputs, golden.run(net, x))
