@@ -8,7 +8,9 @@ Members
 i : In(stream.Signature(signed(raw_width)))
     Raw input integers (e.g. 8-bit pixels), one per beat, in C order of ``network.input_shape``.
     Accepted (``i.ready`` high) while the accelerator is not computing and fewer than ``n_in`` values
-    of the next inference have arrived. Each is quantized on arrival by the input quantizer.
+    of the next inference have arrived. Each is quantized on arrival by the input stage (a level
+    lookup ROM or comparators, chosen by :class:`~hw.plan.Plan`). With ``input_mode="levels"`` the
+    beats are the quantized levels (``golden.quantize_input`` on the host) and pass unchanged.
 o : Out(stream.Signature(signed(out_width)))
     The last stage's integers (``golden.run_integer``), one per beat, in C order of
     ``network.last_shape``; back-pressure through ``o.ready`` is honoured.
@@ -45,7 +47,7 @@ from amaranth.utils import bits_for, ceil_log2
 
 from model_tools.errors import ThresherError
 
-from .images import input_threshold_image, threshold_image, weight_image
+from .images import input_level_image, input_threshold_image, threshold_image, weight_image
 from .mac_array import MACArray
 from .maxpool import MaxPoolUnit
 from .plan import GAP_CYCLES, Plan
@@ -60,8 +62,10 @@ BLOCK_RAM = {"ram_style": "block", "rom_style": "block"}
 
 
 class Accelerator(wiring.Component):
-    def __init__(self, network, *, pe=8, simd=8, input_range=(0, 255), fuse_pools=True):
-        self.plan = plan = Plan(network, pe, simd, input_range, fuse_pools=fuse_pools)
+    def __init__(self, network, *, pe=8, simd=8, input_range=(0, 255), fuse_pools=True,
+                 input_mode="raw", input_stage="auto"):
+        self.plan = plan = Plan(network, pe, simd, input_range, fuse_pools=fuse_pools,
+                                input_mode=input_mode, input_stage=input_stage)
         if not plan.stages:
             raise ThresherError("the network has no layers; nothing to put in hardware")
         self.network, self.pe, self.simd = network, pe, simd
@@ -104,46 +108,79 @@ class Accelerator(wiring.Component):
             m.d.sync += count.eq(count + 1)
 
         # ---- input loader ----------------------------------------------------------------------
-        tq = plan.in_thresholds
-        in_cw = plan.raw_width + 1
-        twidth, twords = input_threshold_image(plan)
-        m.submodules.in_trom = in_trom = Memory(shape=unsigned(twidth), depth=len(twords),
-                                                init=twords)
-        in_trd = in_trom.read_port()
-        m.submodules.in_thr = in_thr = ThresholdUnit(
-            lanes=1, acc_width=plan.raw_width, cmp_width=in_cw, levels=max(tq.levels, 1),
-            out_width=A)
+        # accepted beat -> (2 cycles) -> q_valid / q_value, whatever the input stage
         accept = ~running & ~out_phase & (loaded != plan.n_in)
         m.d.comb += self.i.ready.eq(accept)
-        per_q = plan.n_in // tq.channels
-        qn = Signal(range(per_q + 1))
-        qc = Signal(range(tq.channels + 1))
-        raw_r = Signal(signed(plan.raw_width))
-        raw_v = Signal()
-        m.d.comb += in_trd.addr.eq(qc)
-        m.d.sync += raw_v.eq(0)
-        with m.If(self.i.valid & accept):
-            m.d.sync += [loaded.eq(loaded + 1), raw_r.eq(self.i.payload), raw_v.eq(1)]
-            with m.If(qn == per_q - 1):
-                m.d.sync += [qn.eq(0), qc.eq(qc + 1)]
-            with m.Else():
-                m.d.sync += qn.eq(qn + 1)
-        never = (1 << (in_cw - 1)) - 1
-        m.d.comb += [
-            in_thr.i.valid.eq(raw_v),
-            in_thr.i.payload.acc[0].eq(raw_r),
-            in_thr.i.payload.neg[0].eq(in_trd.data[0]),
-            in_thr.i.payload.offset.eq(tq.offset),
-            in_thr.i.payload.step.eq(tq.step),
-            in_thr.o.ready.eq(1),
-        ]
-        for j in range(max(tq.levels, 1)):
-            m.d.comb += in_thr.i.payload.thr[0][j].eq(
-                in_trd.data[1 + j * in_cw:1 + (j + 1) * in_cw].as_signed()
-                if j < tq.levels else never)
-        m.d.sync += inflight.eq(Cat(self.i.valid & accept, inflight[0]))
-        q_valid = in_thr.o.valid
-        q_value = in_thr.o.payload.value[0]
+        take = self.i.valid & accept
+        with m.If(take):
+            m.d.sync += loaded.eq(loaded + 1)
+        m.d.sync += inflight.eq(Cat(take, inflight[0]))
+        q_valid = Signal()
+        q_value = Signal(signed(A))
+        loader_reset = []
+        if plan.input_stage == "none":
+            # levels mode: the host quantized; register twice to keep the loader's latency
+            lvl = Signal(signed(A))
+            lvl_v = Signal()
+            m.d.sync += [lvl.eq(self.i.payload), lvl_v.eq(take),
+                         q_value.eq(lvl), q_valid.eq(lvl_v)]
+        else:
+            tq = plan.in_thresholds
+            per_q = plan.n_in // tq.channels
+            qn = Signal(range(per_q + 1))
+            qc = Signal(range(tq.channels + 1))
+            loader_reset += [qc.eq(0), qn.eq(0)]
+            with m.If(take):
+                with m.If(qn == per_q - 1):
+                    m.d.sync += [qn.eq(0), qc.eq(qc + 1)]
+                with m.Else():
+                    m.d.sync += qn.eq(qn + 1)
+        if plan.input_stage == "rom":
+            # lookup ROM: level count of every (channel, raw value), read at raw - lo
+            lwidth, lwords = input_level_image(plan)
+            m.submodules.in_lrom = in_lrom = Memory(shape=unsigned(lwidth), depth=len(lwords),
+                                                    init=lwords, attrs=BLOCK_RAM)
+            in_lrd = in_lrom.read_port()
+            span = plan.input_range[1] - plan.input_range[0] + 1
+            raw = self.i.payload - plan.input_range[0]
+            if tq.channels > 1:
+                qbase = Signal(range(len(lwords) + 1))
+                loader_reset.append(qbase.eq(0))
+                with m.If(take & (qn == per_q - 1)):
+                    m.d.sync += qbase.eq(qbase + span)
+                m.d.comb += in_lrd.addr.eq(qbase + raw)
+            else:
+                m.d.comb += in_lrd.addr.eq(raw)
+            lrd_v = Signal()
+            m.d.sync += [lrd_v.eq(take), q_valid.eq(lrd_v),
+                         q_value.eq(tq.offset + tq.step * in_lrd.data)]
+        elif plan.input_stage == "compare":
+            in_cw = plan.raw_width + 1
+            twidth, twords = input_threshold_image(plan)
+            m.submodules.in_trom = in_trom = Memory(shape=unsigned(twidth), depth=len(twords),
+                                                    init=twords)
+            in_trd = in_trom.read_port()
+            m.submodules.in_thr = in_thr = ThresholdUnit(
+                lanes=1, acc_width=plan.raw_width, cmp_width=in_cw, levels=max(tq.levels, 1),
+                out_width=A)
+            raw_r = Signal(signed(plan.raw_width))
+            raw_v = Signal()
+            m.d.comb += in_trd.addr.eq(qc)
+            m.d.sync += [raw_r.eq(self.i.payload), raw_v.eq(take)]
+            never = (1 << (in_cw - 1)) - 1
+            m.d.comb += [
+                in_thr.i.valid.eq(raw_v),
+                in_thr.i.payload.acc[0].eq(raw_r),
+                in_thr.i.payload.neg[0].eq(in_trd.data[0]),
+                in_thr.i.payload.offset.eq(tq.offset),
+                in_thr.i.payload.step.eq(tq.step),
+                in_thr.o.ready.eq(1),
+            ]
+            for j in range(max(tq.levels, 1)):
+                m.d.comb += in_thr.i.payload.thr[0][j].eq(
+                    in_trd.data[1 + j * in_cw:1 + (j + 1) * in_cw].as_signed()
+                    if j < tq.levels else never)
+            m.d.comb += [q_valid.eq(in_thr.o.valid), q_value.eq(in_thr.o.payload.value[0])]
 
         # loader write side: where quantized value number n goes
         lc, lh, lw = plan.load_geom
@@ -155,7 +192,7 @@ class Accelerator(wiring.Component):
         loader_data = Signal(V * A)
         loader_en = Signal(V)
         tap_ports = []
-        loader_reset = [ld_c.eq(0), ld_p.eq(0), ld_ptr.eq(0), qc.eq(0), qn.eq(0)]
+        loader_reset += [ld_c.eq(0), ld_p.eq(0), ld_ptr.eq(0)]
         if plan.im2col:
             kh, kw = s0.kernel
             sh, sw = s0.stride

@@ -10,6 +10,9 @@ Words are packed little-endian by lane: lane ``k`` occupies bits ``[k * width, (
   into ``[-M, M + 1]``, ``M`` the stage's accumulator bound (clamping is exact: a threshold below
   every reachable value is always passed, one above is never).
 * Input threshold ROM: one word per input-quantizer channel, the same lane format.
+* Input level ROM (``plan.input_stage == "rom"``): one word per (quantizer channel ``c``, raw value
+  ``r``) at ``c * (hi - lo + 1) + r - lo``, holding the unsigned count ``#{j : d * r >= T_j}``; the
+  level is ``offset + step * count``. Exact for every integer in ``input_range``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import numpy as np
 
 from .plan import Plan, Stage, ceil_div
 
-__all__ = ["pack", "weight_image", "threshold_image", "input_threshold_image", "flat_weights"]
+__all__ = ["pack", "weight_image", "threshold_image", "input_threshold_image", "input_level_image",
+           "flat_weights"]
 
 
 def pack(values, width: int) -> int:
@@ -101,3 +105,16 @@ def input_threshold_image(plan: Plan) -> tuple[int, list[int]]:
     m = max(-plan.input_range[0], plan.input_range[1])
     vals = np.clip(t.values, -m, m + 1)
     return 1 + t.levels * cw, [_lane_word(vals[c], t.direction[c], cw) for c in range(t.channels)]
+
+
+def input_level_image(plan: Plan) -> tuple[int, list[int]]:
+    """(bits per word, words) of the input quantizer's lookup ROM (see the module docstring)."""
+    t = plan.in_thresholds
+    lo, hi = plan.input_range
+    raw = np.arange(lo, hi + 1, dtype=np.int64)
+    words = []
+    for c in range(t.channels):
+        x = raw * int(t.direction[c])
+        count = (x[:, None] >= t.values[c][None, :]).sum(axis=1)
+        words += count.tolist()
+    return plan.level_width, [int(w) for w in words]

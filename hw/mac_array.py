@@ -62,6 +62,12 @@ class MACArray(wiring.Component):
         p_tag = Signal(self.tag_width)
         prod_shape = signed(self.weight_width + self.act_width)
         prods = [Signal(prod_shape, name=f"prod_{k}_{s}") for k in range(pe) for s in range(simd)]
+        # plain bit slices: indexing a View per lane is slow to elaborate for thousands of lanes
+        W, A = self.weight_width, self.act_width
+        w_bits = self.i.payload.w.as_value()
+        a_bits = self.i.payload.a.as_value()
+        w_lane = [w_bits[j * W:(j + 1) * W].as_signed() for j in range(pe * simd)]
+        a_lane = [a_bits[s * A:(s + 1) * A].as_signed() for s in range(simd)]
         with m.If(en):
             m.d.sync += [
                 p_valid.eq(self.i.valid),
@@ -71,8 +77,7 @@ class MACArray(wiring.Component):
             ]
             for k in range(pe):
                 for s in range(simd):
-                    m.d.sync += prods[k * simd + s].eq(
-                        self.i.payload.w[k * simd + s] * self.i.payload.a[s])
+                    m.d.sync += prods[k * simd + s].eq(w_lane[k * simd + s] * a_lane[s])
 
         # stage 2: adder tree + accumulate
         accs = [Signal(signed(self.acc_width), name=f"acc_{k}") for k in range(pe)]

@@ -116,6 +116,13 @@ class Plan:
         Output channels and input elements per cycle; powers of two.
     input_range : (int, int)
         Range of the raw integer input values (e.g. (0, 255) for 8-bit pixels).
+    input_mode : "raw" or "levels"
+        ``"raw"``: the input beats are raw integers in ``input_range``, quantized in hardware.
+        ``"levels"``: the host quantizes (``golden.quantize_input``) and the beats are the integer
+        levels (any raw input, floats included); there is no input quantizer.
+    input_stage : "auto", "rom" or "compare"
+        How a raw input is quantized: a lookup ROM indexed by ``raw - lo`` (per channel), or the
+        parallel comparator bank; ``"auto"`` takes the cheaper (:meth:`input_stage_costs`).
 
     Attributes
     ----------
@@ -133,11 +140,15 @@ class Plan:
     out_width : int
         Signed bits of an output beat.
     raw_width : int
-        Signed bits of a raw input beat.
+        Signed bits of an input beat (a raw value, or a level in ``"levels"`` mode).
+    input_stage : str
+        ``"rom"``, ``"compare"`` or ``"none"`` (levels mode).
+    level_width : int
+        Bits of an input-ROM word (the unsigned count ``0 .. L``).
     """
 
     def __init__(self, network: IntegerNetwork, pe: int, simd: int, input_range=(0, 255), *,
-                 fuse_pools: bool = True):
+                 fuse_pools: bool = True, input_mode: str = "raw", input_stage: str = "auto"):
         if not isinstance(network, IntegerNetwork):
             raise TypeError(f"network must be an IntegerNetwork, not {type(network).__name__}")
         for name, v in (("pe", pe), ("simd", simd)):
@@ -148,10 +159,57 @@ class Plan:
             raise ThresherError(f"input_range must be (lo, hi) with lo <= hi, not {input_range!r}")
         self.network, self.pe, self.simd, self.input_range = network, pe, simd, (lo, hi)
         self.fuse_pools = bool(fuse_pools)
+        if input_mode not in ("raw", "levels"):
+            raise ThresherError(f"input_mode must be 'raw' or 'levels', not {input_mode!r}")
+        if input_stage not in ("auto", "rom", "compare"):
+            raise ThresherError(f"input_stage must be 'auto', 'rom' or 'compare', not "
+                                f"{input_stage!r}")
         self.V = max(pe, simd)
-        self.in_thresholds = network.input.integer_thresholds(lo, hi)
-        self.raw_width = signed_bits(min(lo, 0), hi)
+        self.input_mode = input_mode
+        q = network.input.thresholds
+        self.level_width = max(1, int(q.levels).bit_length())
+        if input_mode == "levels":
+            self.in_thresholds = None
+            self.raw_width = signed_bits(*_range_with_zero(*network.input.out_range))
+            self.input_stage = "none"
+        else:
+            self.in_thresholds = network.input.integer_thresholds(lo, hi)
+            self.raw_width = signed_bits(min(lo, 0), hi)
+            if input_stage == "auto":
+                costs = self.input_stage_costs()
+                input_stage = "rom" if costs["rom"] < costs["compare"] else "compare"
+            self.input_stage = input_stage
         self._build()
+
+    #: Logic-cell equivalent of one 4-kbit block RAM when comparing input stages (the UP5K has
+    #: 5,280 LCs and 30 EBRs: 176 LCs per EBR).
+    LC_PER_BRAM = 176
+    #: Largest input ROM considered (words): 16 kbit-ish, beyond that the comparators win anyway.
+    MAX_INPUT_ROM_WORDS = 16384
+
+    @property
+    def input_rom_words(self) -> int:
+        """Words of the input lookup ROM: one per (quantizer channel, raw value)."""
+        lo, hi = self.input_range
+        return self.network.input.thresholds.channels * (hi - lo + 1)
+
+    def input_stage_costs(self) -> dict:
+        """Rough logic-cell cost of each raw-input stage: ``{"rom": .., "compare": ..}``.
+
+        Comparators: ``L`` of ``raw_width + 1`` bits plus the count adder tree and the threshold
+        ROM (in logic: one word per channel). ROM: its block RAMs at :attr:`LC_PER_BRAM` each (an
+        address adder and the output register besides).
+        """
+        t = self.network.input.thresholds
+        L, cw = t.levels, self.raw_width + 1
+        compare = L * (cw + 1) + t.channels * (1 + L * cw) / 16
+        words = self.input_rom_words
+        if words > self.MAX_INPUT_ROM_WORDS:
+            rom = float("inf")
+        else:
+            bits = words * self.level_width
+            rom = max(1, ceil_div(bits, 4096)) * self.LC_PER_BRAM + self.raw_width * 2
+        return {"rom": rom, "compare": compare}
 
     # ------------------------------------------------------------------------------------------
 
@@ -308,9 +366,10 @@ class Plan:
 
 
 def predict_cycles(network: IntegerNetwork, pe: int, simd: int, input_range=(0, 255), *,
-                   fuse_pools: bool = True) -> int:
+                   fuse_pools: bool = True, input_mode: str = "raw") -> int:
     """Cycle model of one inference (``start`` to ``done``, input already loaded)."""
-    return Plan(network, pe, simd, input_range, fuse_pools=fuse_pools).predict_cycles()
+    return Plan(network, pe, simd, input_range, fuse_pools=fuse_pools,
+                input_mode=input_mode).predict_cycles()
 
 
 def mac_bound_cycles(network: IntegerNetwork, pe: int, simd: int) -> int:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import numpy as np
 from amaranth.sim import Simulator
 
+from model_tools import golden
 from model_tools.errors import ThresherError
 
 from .accelerator import Accelerator
 from .streamsim import stream_get, stream_put
 
-__all__ = ["run_pysim", "drive"]
+__all__ = ["run_pysim", "drive", "host_input"]
 
 
 async def drive(ctx, dut, samples, outputs, cycles):
@@ -40,30 +41,50 @@ async def drive(ctx, dut, samples, outputs, cycles):
         outputs.append(out)
 
 
-def run_pysim(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255), fuse_pools=True,
-              vcd=None):
-    """Simulate the accelerator on the raw integer batch ``x`` (B, *network.input_shape).
+def host_input(network, x, *, input_range=(0, 255), input_mode="raw") -> np.ndarray:
+    """The beats a host streams for the batch ``x`` (B, *network.input_shape): (B, n_in) int64.
 
-    Returns ``(outputs, cycles)``: int64 array (B, *network.last_shape) and the list of per-inference
-    cycle counts (``start`` to ``done``, input streamed before ``start``).
+    ``"raw"``: ``x`` must hold integers in ``input_range`` (quantized by the hardware).
+    ``"levels"``: any raw input (floats included), quantized here by ``golden.quantize_input``.
     """
     x = np.asarray(x)
-    if x.shape[1:] != tuple(network.input_shape):
+    if x.ndim < 1 or x.shape[1:] != tuple(network.input_shape):
         raise ThresherError(f"input has shape {x.shape}; the model expects (batch, "
                             f"{', '.join(map(str, network.input_shape))})")
+    if input_mode == "levels":
+        return golden.quantize_input(network, x).reshape(x.shape[0], -1).astype(np.int64)
+    if input_mode != "raw":
+        raise ThresherError(f"input_mode must be 'raw' or 'levels', not {input_mode!r}")
     if x.dtype.kind not in "iub" and not np.array_equal(x, np.round(x)):
-        raise ThresherError("the RTL engine takes raw integer inputs")
+        raise ThresherError("the RTL engine takes raw integer inputs in input_range (use "
+                            "input_mode='levels' for other inputs)")
     x = x.astype(np.int64)
     lo, hi = input_range
     if x.size and (x.min() < lo or x.max() > hi):
         raise ThresherError(f"input values {x.min()}..{x.max()} outside input_range {input_range}")
-    dut = Accelerator(network, pe=pe, simd=simd, input_range=input_range, fuse_pools=fuse_pools)
+    return x.reshape(x.shape[0], -1)
+
+
+def run_pysim(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255), fuse_pools=True,
+              input_mode="raw", input_stage="auto", vcd=None):
+    """Simulate the accelerator on the batch ``x`` (B, *network.input_shape).
+
+    ``input_mode="raw"`` (default): ``x`` holds raw integers in ``input_range``, quantized by the
+    hardware. ``"levels"``: ``x`` is any raw input (e.g. floats in [0, 1]); the host quantizes it
+    with ``golden.quantize_input`` and streams the levels (see :func:`host_input`).
+
+    Returns ``(outputs, cycles)``: int64 array (B, *network.last_shape) and the list of per-inference
+    cycle counts (``start`` to ``done``, input streamed before ``start``).
+    """
+    beats = host_input(network, x, input_range=input_range, input_mode=input_mode)
+    dut = Accelerator(network, pe=pe, simd=simd, input_range=input_range, fuse_pools=fuse_pools,
+                      input_mode=input_mode, input_stage=input_stage)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     outputs, cycles = [], []
 
     async def testbench(ctx):
-        await drive(ctx, dut, x.reshape(x.shape[0], -1), outputs, cycles)
+        await drive(ctx, dut, beats, outputs, cycles)
 
     sim.add_testbench(testbench)
     if vcd:
@@ -71,5 +92,5 @@ def run_pysim(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255), f
             sim.run()
     else:
         sim.run()
-    out = np.array(outputs, dtype=np.int64).reshape((x.shape[0],) + tuple(network.last_shape))
+    out = np.array(outputs, dtype=np.int64).reshape((beats.shape[0],) + tuple(network.last_shape))
     return out, cycles
