@@ -247,45 +247,59 @@ class _Folder:
 
     # input: [Reshape | scalar Mul/Div/Add/Sub]* Quant, then Relu/MaxPool/Reshape until a MAC op
     def fold_input(self, in_shape):
-        shape = tuple(in_shape)
-        pre = []
-        while True:
-            op = self.peek()
-            if op is None or isinstance(op, Quantize):
-                break
-            self.pos += 1
+        """Everything before the first MAC layer: [Reshape | scalar op | Quant | ReLU | MaxPool]*.
+
+        The last quantizer there defines the first integer tensor; the ops before it (scalar
+        pre-processing, earlier quantizers, ReLU) are its float32 chain, bisected over float32.
+        """
+        segment = self.take_segment()
+        last_q = max((i for i, op in enumerate(segment) if isinstance(op, Quantize)), default=None)
+        if last_q is None:
+            first = segment[0] if segment else (self.ops[0] if self.ops else None)
+            raise ThresherError(
+                f"{'node ' + first.node if first else self.model.name}: the model must start with "
+                "a quantizer (a Reshape and scalar Mul/Div/Add/Sub may come before it)")
+        quant = segment[last_q]
+        quantizers = [op for op in segment[:last_q + 1] if isinstance(op, Quantize)]
+        per_tensor = all(q.scale.size == 1 for q in quantizers)
+        shape, pools = tuple(in_shape), []
+        chain_ops = []
+        for op in segment[:last_q]:
             if isinstance(op, ReshapeOp):
+                if not per_tensor:
+                    raise ThresherError(f"node {op.node}: a Reshape before a per-channel input "
+                                        "quantizer is not supported")
                 shape = op.shape
-            elif isinstance(op, Elementwise) and op.const.size == 1:
-                pre.append(op)
+            elif isinstance(op, MaxPoolOp):
+                pools.append((op, len(chain_ops)))
+            elif (isinstance(op, Elementwise) and op.const.size == 1) or \
+                    isinstance(op, (Quantize, Relu)):
+                chain_ops.append(op)
             else:
                 raise ThresherError(
-                    f"node {op.node}: the model must start with a quantizer (a Reshape and scalar "
-                    f"Mul/Div/Add/Sub may come before it); found {type(op).__name__} first")
-        quant = self.peek()
-        if quant is None:
-            raise ThresherError(f"{self.model.name}: no quantizer on the input")
-        self.pos += 1
-        if shape != tuple(in_shape) and quant.scale.size != 1:
-            raise ThresherError(f"node {quant.node}: a per-channel input quantizer after a Reshape "
-                                "is not supported")
-        chain_shape = shape if quant.scale.size != 1 else (1,)
-        relu = False
-        segment = self.take_segment()
-        for op in segment:
-            if isinstance(op, Relu) and not self.layers:
-                relu = True
-            elif isinstance(op, ReshapeOp):
-                pass
-            elif not isinstance(op, MaxPoolOp):
-                raise ThresherError(f"node {op.node}: {type(op).__name__} between the input "
-                                    "quantizer and the first layer is not supported")
-        chain = _Chain(tuple(pre), quant, relu, chain_shape)
+                    f"node {op.node}: only a Reshape, scalar Mul/Div/Add/Sub, quantizers and ReLU "
+                    f"may come before the first layer; found {type(op).__name__}")
+        after = segment[last_q + 1:]
+        relu_after = bool(after) and isinstance(after[0], Relu)
+        chain = _Chain(tuple(chain_ops), quant, relu_after, (1,) if per_tensor else shape)
         thresholds = _input_thresholds(chain)
         input_q = InputQuantizer(in_shape, shape, thresholds)
         value_range = thresholds.out_range
-        shape, _ = self.post_quant_ops(segment, shape, value_range, final=False)
+        for op, position in pools:   # max pools inside the chain move after the quantizer
+            self.check_pool_movable(op, chain_ops[position:], chain.shape)
+            shape = self.add_pool(op, shape, value_range)
+        shape, _ = self.post_quant_ops(after, shape, value_range, final=False)
         return input_q, shape, quant.scale, value_range
+
+    def check_pool_movable(self, pool: MaxPoolOp, rest, shape):
+        """Max commutes with the rest of the chain only where that rest is non-decreasing."""
+        sign = np.ones(shape[0])
+        for op in rest:
+            if not isinstance(op, MaxPoolOp):
+                sign = sign * _sign(op, shape)
+        if np.any(sign < 0):
+            raise ThresherError(f"node {pool.node}: max pooling before a negative scale cannot be "
+                                "moved past the quantizer")
 
     def post_quant_ops(self, ops, shape, value_range, final):
         """MaxPool and Reshape after a quantizer become MaxPool layers and shape changes."""
@@ -320,8 +334,18 @@ class _Folder:
         ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
         if ho < 1 or wo < 1:
             raise ThresherError(f"node {op.node}: kernel {op.kernel} larger than the input {shape}")
+        if op.ceil_mode:
+            # one more window where it still starts inside the input or its leading padding
+            # (ONNX/PyTorch rule); its missing rows/columns are padding, which never wins
+            if (h + pt + pb - kh) % sh and ho * sh < h + pt:
+                ho += 1
+            if (w + pl + pr - kw) % sw and wo * sw < w + pl:
+                wo += 1
+            pb = max(pb, (ho - 1) * sh + kh - h - pt)
+            pr = max(pr, (wo - 1) * sw + kw - w - pl)
         out = (c, ho, wo)
-        self.layers.append(MaxPool(op.node, shape, out, op.kernel, op.stride, op.pads, value_range))
+        self.layers.append(MaxPool(op.node, shape, out, op.kernel, op.stride, (pt, pl, pb, pr),
+                                   value_range))
         return out
 
     def fold_mac(self, mac, segment, shape, scale, value_range, final):
@@ -402,14 +426,7 @@ class _Folder:
         shape = out_shape
         for i, op in enumerate(chain_ops):
             if isinstance(op, MaxPoolOp):
-                rest = chain_ops[i + 1:]
-                sign = np.ones(out_shape[0])
-                for r in rest:
-                    if not isinstance(r, MaxPoolOp):
-                        sign = sign * _sign(r, out_shape)
-                if np.any(sign < 0):
-                    raise ThresherError(f"node {op.node}: max pooling before a negative scale "
-                                        "cannot be moved past the quantizer")
+                self.check_pool_movable(op, chain_ops[i + 1:], out_shape)
                 shape = self.add_pool(op, shape, value_range)
         shape, tail = self.post_quant_ops(after, shape, value_range, final)
         q = segment[last_q]

@@ -149,6 +149,7 @@ class MaxPoolOp:
     kernel: tuple[int, int]
     stride: tuple[int, int]
     pads: tuple[int, int, int, int]
+    ceil_mode: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,6 +185,11 @@ def load_onnx(path) -> ImportedModel:
         raise ThresherError(f"{path}: not a readable ONNX file ({type(e).__name__})") from None
     if not model.graph.node:
         raise ThresherError(f"{path}: the ONNX graph has no nodes")
+    for node in model.graph.node:
+        # the same op under qonnx 1.0's new name; cleanup_model's constant folding protects only
+        # "Quant", and would otherwise fold weight quantizers away into float initializers
+        if node.op_type == "IntQuant":
+            node.op_type = "Quant"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -274,7 +280,7 @@ class _Walker:
             return QuantConst(q.ints.reshape(shape), q.scale.reshape(shape), q.bits, q.bipolar)
         if node.op_type in ("Quant", "IntQuant", "BipolarQuant"):
             value = np.asarray(self.const(node.input[0], node), dtype=np.float32)
-            quant = self.quantizer(node)
+            quant = self.quantizer(node, max_bits=32)
             scale = np.broadcast_to(self.const(node.input[1], node).astype(np.float32), value.shape)
             ints = quant.level(value, scale)
             return QuantConst(ints.astype(np.int64), scale.astype(np.float64),
@@ -283,7 +289,8 @@ class _Walker:
 
     # quantizers ---------------------------------------------------------------------------------
 
-    def quantizer(self, node) -> Quantize:
+    def quantizer(self, node, max_bits: int = 16) -> Quantize:
+        """A quantizer's parameters; constants (weights, biases) may be up to 32 bits wide."""
         where = _where(node)
         if node.op_type == "BipolarQuant":
             scale = self.scale(node)
@@ -296,8 +303,8 @@ class _Walker:
             raise ThresherError(f"{where}: non-zero zero points are not supported")
         bits = np.asarray(self.const(node.input[3], node), dtype=np.float64)
         if bits.size != 1 or not np.isfinite(bits).all() or bits.item() != math.floor(bits.item()) \
-                or not 1 <= bits.item() <= 16:
-            raise ThresherError(f"{where}: bit width must be an integer from 1 to 16, "
+                or not 1 <= bits.item() <= max_bits:
+            raise ThresherError(f"{where}: bit width must be an integer from 1 to {max_bits}, "
                                 f"not {bits.ravel().tolist()}")
         bits = int(bits.item())
         signed = bool(_attr(node, "signed", 1))
@@ -335,9 +342,10 @@ class _Walker:
         while tensor != end:
             users = self.consumers.get(tensor, [])
             if len(users) != 1:
+                names = ", ".join(_where(u)[5:] for u in users) or "nothing"
                 raise ThresherError(
-                    f"{self.name}: tensor '{tensor}' feeds {len(users)} nodes; only a linear chain "
-                    "of layers is supported (no branches or residual connections)")
+                    f"{self.name}: tensor '{tensor}' feeds {len(users)} nodes ({names}); only a "
+                    "linear chain of layers is supported (no branches or residual connections)")
             node = users[0]
             data = [i for i in node.input if i and not self.is_const(i)]
             if data != [tensor]:
@@ -410,8 +418,6 @@ class _Walker:
             stride = tuple(_attr(node, "strides") or [1, 1])
             return ConvOp(node.name, weight, bias, stride, _pads2d(node, _attr(node, "pads")))
         if t == "MaxPool":
-            if _attr(node, "ceil_mode", 0):
-                raise ThresherError(f"{where}: ceil_mode=1 is not supported")
             if any(d != 1 for d in (_attr(node, "dilations") or [1, 1])):
                 raise ThresherError(f"{where}: dilated max pooling is not supported")
             if len(node.output) > 1 and node.output[1]:
@@ -419,8 +425,9 @@ class _Walker:
             kernel = tuple(_attr(node, "kernel_shape"))
             if len(kernel) != 2:
                 raise ThresherError(f"{where}: only 2-D max pooling is supported")
-            stride = tuple(_attr(node, "strides") or kernel)
-            return MaxPoolOp(node.name, kernel, stride, _pads2d(node, _attr(node, "pads")))
+            stride = tuple(_attr(node, "strides") or (1, 1))     # ONNX's default, not the kernel
+            return MaxPoolOp(node.name, kernel, stride, _pads2d(node, _attr(node, "pads")),
+                             bool(_attr(node, "ceil_mode", 0)))
         if t in ("Reshape", "Flatten"):
             shape = self.model.get_tensor_shape(node.output[0])
             if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
