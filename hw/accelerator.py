@@ -57,18 +57,49 @@ from .window import WindowGenerator
 __all__ = ["Accelerator"]
 
 # yosys maps small memories (and every ROM) to logic unless asked: ask for block RAM
-# (iCE40 SB_RAM40_4K, ECP5 DP16KD) for everything that holds weights, thresholds or feature maps.
+# (iCE40 SB_RAM40_4K, ECP5 DP16KD) for everything that holds weights, thresholds or feature maps,
+# unless it is so shallow that logic is cheaper (memory_style).
 BLOCK_RAM = {"ram_style": "block", "rom_style": "block"}
+LOGIC = {"ram_style": "logic", "rom_style": "logic"}
+
+#: Products narrower than this stay in LUTs (a DSP for a 2 x 2-bit product is a waste); wider ones
+#: go to at most ``dsp_lanes`` DSP blocks.
+DSP_MIN_PRODUCT_BITS = 11
+#: Default DSP budget of the MAC array: the iCE40 UP5K's 8 SB_MAC16.
+DSP_LANES = 8
+#: Logic cells one block RAM is worth (UP5K: 5,280 LCs / 30 EBRs).
+LC_PER_BRAM = 176
+
+
+def bram_blocks(width, depth):
+    """iCE40 4-kbit EBRs for a width x depth memory, best aspect ratio."""
+    return min(-(-width // w) * -(-depth // d) for w, d in ((16, 256), (8, 512), (4, 1024),
+                                                            (2, 2048)))
+
+
+def memory_style(width, depth, *, rom):
+    """``BLOCK_RAM`` or ``LOGIC`` attributes, whichever costs fewer logic cells.
+
+    A ROM bit in LUT4s costs about ``2 * ceil(depth / 16) - 1`` (LUTs + mux tree), a RAM bit in logic
+    a flip-flop and its share of the read mux; a block RAM costs :data:`LC_PER_BRAM`. Shallow wide
+    images (the threshold ROM: 184 bits x 6 words took 12 EBRs) go to logic.
+    """
+    per_bit = 2 * -(-depth // 16) - 1 if rom else 1.5 * depth
+    return LOGIC if width * per_bit < bram_blocks(width, depth) * LC_PER_BRAM else BLOCK_RAM
 
 
 class Accelerator(wiring.Component):
     def __init__(self, network, *, pe=8, simd=8, input_range=(0, 255), fuse_pools=True,
-                 input_mode="raw", input_stage="auto"):
+                 input_mode="raw", input_stage="auto", dsp_lanes=DSP_LANES):
         self.plan = plan = Plan(network, pe, simd, input_range, fuse_pools=fuse_pools,
                                 input_mode=input_mode, input_stage=input_stage)
         if not plan.stages:
             raise ThresherError("the network has no layers; nothing to put in hardware")
         self.network, self.pe, self.simd = network, pe, simd
+        if not isinstance(dsp_lanes, int) or dsp_lanes < 0:
+            raise ValueError(f"dsp_lanes must be an integer >= 0, not {dsp_lanes!r}")
+        wide = plan.weight_width + plan.act_width >= DSP_MIN_PRODUCT_BITS
+        self.dsp_lanes = min(dsp_lanes, pe * simd) if wide else 0
         self.n_in, self.n_out = plan.n_in, plan.n_out
         super().__init__({
             "i": In(stream.Signature(signed(plan.raw_width))),
@@ -85,13 +116,14 @@ class Accelerator(wiring.Component):
         m = Module()
         plan = self.plan
         V, simd, pe, A = plan.V, plan.simd, plan.pe, plan.act_width
+        F, T = plan.feat_width, plan.tap_width
         stages = plan.stages
         s0 = stages[0]
 
-        # ---- feature RAM: V lanes x A bits, two regions -------------------------------------
-        m.submodules.fmem = fmem = Memory(shape=unsigned(V * A), depth=plan.feature_depth, init=[],
+        # ---- feature RAM: V lanes x F bits, two regions -------------------------------------
+        m.submodules.fmem = fmem = Memory(shape=unsigned(V * F), depth=plan.feature_depth, init=[],
                                           attrs=BLOCK_RAM)
-        f_wr = fmem.write_port(granularity=A)
+        f_wr = fmem.write_port(granularity=F)
         f_rd = fmem.read_port()
 
         # ---- phase control ---------------------------------------------------------------------
@@ -189,7 +221,7 @@ class Accelerator(wiring.Component):
         ld_ptr = Signal(range(max(plan.feature_depth, 1) + lh * lw * s0.in_words + 2))
         loader_we = Signal()
         loader_addr = Signal.like(f_wr.addr)
-        loader_data = Signal(V * A)
+        loader_data = Signal(V * F)
         loader_en = Signal(V)
         tap_ports = []
         loader_reset += [ld_c.eq(0), ld_p.eq(0), ld_ptr.eq(0)]
@@ -240,15 +272,15 @@ class Accelerator(wiring.Component):
                         m.d.sync += [ld_h.eq(0), ld_c.eq(ld_c + 1)] + reset_rows()
             for y in range(kh):
                 for x in range(kw):
-                    mem = Memory(shape=unsigned(lc * A), depth=ho * wo, init=[], attrs=BLOCK_RAM)
+                    mem = Memory(shape=unsigned(lc * T), depth=ho * wo, init=[], attrs=BLOCK_RAM)
                     m.submodules[f"tap_{y}_{x}"] = mem
-                    wp = mem.write_port(granularity=A)
+                    wp = mem.write_port(granularity=T)
                     rp = mem.read_port()
                     ok = ((hr[y] == 0) & (hq[y] >= 0) & (hq[y] < ho) &
                           (wr[x] == 0) & (wq[x] >= 0) & (wq[x] < wo))
                     m.d.comb += [
                         wp.addr.eq(hq[y] * wo + wq[x]),
-                        wp.data.eq(Cat(q_value for _ in range(lc))),
+                        wp.data.eq(Cat(q_value[:T] for _ in range(lc))),
                         wp.en.eq(Mux(q_valid & ok, 1 << ld_c, 0)),
                     ]
                     tap_ports.append(rp)
@@ -262,7 +294,7 @@ class Accelerator(wiring.Component):
             m.d.comb += [
                 loader_we.eq(q_valid),
                 loader_addr.eq(s0.in_base + ld_ptr + (ld_c >> lsv)),
-                loader_data.eq(Cat(q_value for _ in range(V))),
+                loader_data.eq(Cat(q_value[:F] for _ in range(V))),
                 loader_en.eq(1 << (ld_c & (V - 1))),
             ]
 
@@ -281,8 +313,9 @@ class Accelerator(wiring.Component):
         for s in mac_stages:
             wbase[s.index] = len(words)
             words += images[s.index][1]
-        m.submodules.wrom = wrom = Memory(shape=unsigned(max(w for w, _ in images.values())),
-                                          depth=len(words), init=words, attrs=BLOCK_RAM)
+        wwidth = max(w for w, _ in images.values())
+        m.submodules.wrom = wrom = Memory(shape=unsigned(wwidth), depth=len(words), init=words,
+                                          attrs=memory_style(wwidth, len(words), rom=True))
         w_rd = wrom.read_port()
         m.d.comb += w_rd.addr.eq(cmd.waddr + Array(wbase.get(s.index, 0) for s in stages)[cmd.stage])
         wdata = {s.index: w_rd.data for s in mac_stages}
@@ -302,21 +335,27 @@ class Accelerator(wiring.Component):
         # activations (SIMD lanes) of this beat
         a_lanes = Signal(data.ArrayLayout(signed(A), simd))
         raw_lanes = Signal(data.ArrayLayout(signed(A), simd))
-        words = Signal(data.ArrayLayout(signed(A), V))
-        m.d.comb += [words.eq(f_rd.data),
-                     f_rd.addr.eq(cmd.addr)]
+        feat_lanes = Signal(data.ArrayLayout(signed(F), simd))
+        m.d.comb += f_rd.addr.eq(cmd.addr)
         nsub = V // simd
-        m.d.comb += raw_lanes.eq(Array(words.as_value()[k * simd * A:(k + 1) * simd * A]
-                                       for k in range(nsub))[cmd1.sub])
+        m.d.comb += feat_lanes.eq(Array(f_rd.data[k * simd * F:(k + 1) * simd * F]
+                                        for k in range(nsub))[cmd1.sub])
+        for k in range(simd):
+            m.d.comb += raw_lanes[k].eq(feat_lanes[k])          # sign extension F -> A
         if plan.im2col:
             kh, kw = s0.kernel
             cin = s0.in_geom[0]
             window = []
             for rp in tap_ports:
                 m.d.comb += rp.addr.eq(cmd.addr)
-                window += [rp.data[c * A:(c + 1) * A] for c in range(cin)]
+                window += [rp.data[c * T:(c + 1) * T].as_signed() for c in range(cin)]
             nchunks = s0.loops[3]
-            window += [Const(0, A)] * (nchunks * simd - len(window))
+            ext = []
+            for j, v in enumerate(window):
+                e = Signal(signed(A), name=f"win_{j}")
+                m.d.comb += e.eq(v)
+                ext.append(e)
+            window = ext + [Const(0, A)] * (nchunks * simd - len(ext))
             chunks = Array(Cat(*window[j * simd:(j + 1) * simd]) for j in range(nchunks))
             with m.If(cmd1.stage == 0):
                 m.d.comb += raw_lanes.eq(chunks[cmd1.chunk])
@@ -333,7 +372,8 @@ class Accelerator(wiring.Component):
         m.d.comb += [getattr(tag1, f).eq(getattr(cmd1, f)) for f in tag_fields]
 
         m.submodules.mac = mac = MACArray(pe=pe, simd=simd, weight_width=WB, act_width=A,
-                                          acc_width=plan.acc_width, tag_width=tag_w)
+                                          acc_width=plan.acc_width, tag_width=tag_w,
+                                          dsp_lanes=self.dsp_lanes)
         m.d.comb += [
             mac.i.valid.eq(v1 & ~is_pool),
             mac.i.payload.w.eq(w_lanes),
@@ -372,9 +412,10 @@ class Accelerator(wiring.Component):
             tbase[s.index] = len(twords)
             twords += timages[s.index][1]
         if act_stages:
+            twidth = max(w for w, _ in timages.values())
             m.submodules.trom = trom = Memory(
-                shape=unsigned(max(w for w, _ in timages.values())), depth=len(twords),
-                init=twords, attrs=BLOCK_RAM)
+                shape=unsigned(twidth), depth=len(twords), init=twords,
+                attrs=memory_style(twidth, len(twords), rom=True))
             t_rd = trom.read_port()
             mtag = tag_layout(mac.o.payload.tag)
             m.d.comb += t_rd.addr.eq(mtag.group +
@@ -411,30 +452,30 @@ class Accelerator(wiring.Component):
         fused = Array(Const(s.pool is not None, 1) for s in stages)[t_tag.stage]
         values = [thr.o.payload.value[k] for k in range(pe)]
         if plan.pool_buffer_depth:
-            m.submodules.pbuf = pbuf = Memory(shape=unsigned(pe * A),
+            m.submodules.pbuf = pbuf = Memory(shape=unsigned(pe * F),
                                               depth=plan.pool_buffer_depth, init=[])
             pb_wr = pbuf.write_port()
             pb_rd = pbuf.read_port(transparent_for=(pb_wr,))
             m.d.comb += pb_rd.addr.eq(tag_r.pbaddr)
-            old = data.View(data.ArrayLayout(signed(A), pe), pb_rd.data)
+            old = data.View(data.ArrayLayout(signed(F), pe), pb_rd.data)
             pooled = [Signal(signed(A), name=f"pooled_{k}") for k in range(pe)]
             for k in range(pe):
                 v = thr.o.payload.value[k]
                 m.d.comb += pooled[k].eq(Mux(~fused | t_tag.pfirst | (v > old[k]), v, old[k]))
             values = pooled
-            m.d.comb += [pb_wr.addr.eq(t_tag.pbaddr), pb_wr.data.eq(Cat(*pooled)),
+            m.d.comb += [pb_wr.addr.eq(t_tag.pbaddr), pb_wr.data.eq(Cat(p[:F] for p in pooled)),
                          pb_wr.en.eq(thr.o.valid & fused & ~t_tag.pskip & ~t_tag.plast)]
         mac_we = thr.o.valid & ~to_out[t_tag.stage] & (~fused | (~t_tag.pskip & t_tag.plast))
         with m.If(loader_we):
             m.d.comb += [f_wr.addr.eq(loader_addr), f_wr.data.eq(loader_data),
                          f_wr.en.eq(loader_en)]
         with m.Elif(mac_we):
-            vals = Cat(*values)
+            vals = Cat(v[:F] for v in values)
             m.d.comb += [f_wr.addr.eq(t_tag.oaddr),
                          f_wr.data.eq(Cat(vals for _ in range(V // pe))),
                          f_wr.en.eq(((1 << pe) - 1) << t_tag.olane)]
         with m.Elif(pool.o.valid):
-            vals = Cat(pool.o.payload.value[k] for k in range(simd))
+            vals = Cat(pool.o.payload.value[k][:F] for k in range(simd))
             m.d.comb += [f_wr.addr.eq(p_tag.oaddr),
                          f_wr.data.eq(Cat(vals for _ in range(V // simd))),
                          f_wr.en.eq(((1 << simd) - 1) << p_tag.olane)]
@@ -444,7 +485,8 @@ class Accelerator(wiring.Component):
         if plan.output_mode == "acc":
             last = stages[-1]
             m.submodules.omem = omem = Memory(shape=unsigned(pe * OW), depth=plan.out_depth,
-                                              init=[], attrs=BLOCK_RAM)
+                                              init=[], attrs=memory_style(pe * OW, plan.out_depth,
+                                                                          rom=False))
             o_wr = omem.write_port()
             o_rd = omem.read_port()
             if last.levels >= 1:
@@ -479,8 +521,8 @@ class Accelerator(wiring.Component):
             with m.If(out_phase):
                 m.d.comb += [f_rd.addr.eq(plan.out_base + ptr + (rd_c >> ceil_log2(V))),
                              f_rd.en.eq(fetch)]
-            lanes = Array(f_rd.data[k * A:(k + 1) * A] for k in range(V))
-            sel_val = Signal(A)
+            lanes = Array(f_rd.data[k * F:(k + 1) * F] for k in range(V))
+            sel_val = Signal(F)
             m.d.comb += [sel_val.eq(lanes[sel]), self.o.payload.eq(sel_val.as_signed())]
         m.d.comb += self.o.valid.eq(o_valid)
         with m.If(self.o.ready & o_valid):

@@ -7,6 +7,12 @@ flags. Output channel ``k`` adds ``sum_s w[k * simd + s] * a[s]`` to its accumul
 Two pipeline stages: registered products, then adder tree + accumulate (registered output). The
 accumulator width comes from the network's worst case (:class:`hw.plan.Plan`), so nothing wraps.
 
+Products: the first ``dsp_lanes`` lanes (all when ``None``) are written as ``*``, which yosys maps
+to DSP blocks (iCE40 ``SB_MAC16``, ECP5 ``MULT18X18D``) when ``synth_* -dsp`` is on; the others
+are shift-and-add over the bits of the narrower operand (``w = -w[n-1] 2^(n-1) + sum w[i] 2^i``),
+which yosys keeps in LUTs. Small products (2 x 2 bits) are far cheaper in LUTs than a DSP, and the
+UP5K has 8 DSPs: a 32-lane array of 13-bit products cannot be mapped to DSPs alone.
+
 Members
 -------
 i : In(stream.Signature(StructLayout))
@@ -22,11 +28,25 @@ from amaranth.lib.wiring import In, Out
 
 from .arith import balanced_sum
 
-__all__ = ["MACArray"]
+__all__ = ["MACArray", "shift_add_product"]
+
+
+def shift_add_product(w, a, w_width, a_width):
+    """``w * a`` (both signed) as a sum of shifted partial products: no ``$mul`` for yosys."""
+    if w_width > a_width:
+        w, a, w_width = a, w, a_width
+    if w_width == 1:                       # a 1-bit signed value is 0 or -1
+        return Mux(w[0], -a, 0)
+    terms = [Mux(w[i], a, 0) << i for i in range(w_width - 1)]
+    return balanced_sum(terms) - (Mux(w[w_width - 1], a, 0) << (w_width - 1))
 
 
 class MACArray(wiring.Component):
-    def __init__(self, *, pe, simd, weight_width, act_width, acc_width, tag_width=1):
+    def __init__(self, *, pe, simd, weight_width, act_width, acc_width, tag_width=1,
+                 dsp_lanes=None):
+        if dsp_lanes is not None and (not isinstance(dsp_lanes, int) or dsp_lanes < 0):
+            raise ValueError(f"dsp_lanes must be None or an integer >= 0, not {dsp_lanes!r}")
+        self.dsp_lanes = pe * simd if dsp_lanes is None else min(dsp_lanes, pe * simd)
         for name, v in (("pe", pe), ("simd", simd), ("weight_width", weight_width),
                         ("act_width", act_width), ("acc_width", acc_width),
                         ("tag_width", tag_width)):
@@ -77,7 +97,9 @@ class MACArray(wiring.Component):
             ]
             for k in range(pe):
                 for s in range(simd):
-                    m.d.sync += prods[k * simd + s].eq(w_lane[k * simd + s] * a_lane[s])
+                    j = k * simd + s
+                    m.d.sync += prods[j].eq(w_lane[j] * a_lane[s] if j < self.dsp_lanes else
+                                            shift_add_product(w_lane[j], a_lane[s], W, A))
 
         # stage 2: adder tree + accumulate
         accs = [Signal(signed(self.acc_width), name=f"acc_{k}") for k in range(pe)]

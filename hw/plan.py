@@ -130,7 +130,12 @@ class Plan:
         Lanes of a feature-RAM word, ``max(pe, simd)``.
     stages : tuple of Stage
     act_width : int
-        Signed bits of every stored activation value (the true integers, 0 included for padding).
+        Signed bits of every activation value the array reads (the true integers, 0 included for
+        padding): the widest of the input and every stored map.
+    feat_width : int
+        Signed bits per lane of the feature RAM: the maps it stores (not the im2col input).
+    tap_width : int
+        Signed bits per value of the im2col tap memories (the input quantizer's levels).
     weight_width : int
         Signed bits of a decoded weight (the MAC array's weight input).
     acc_width : int
@@ -336,6 +341,12 @@ class Plan:
         self.stages = tuple(built)
 
         self.act_width = max(signed_bits(*_range_with_zero(*r)) for r in stored)
+        # the input of an im2col first layer lives only in the tap memories: the feature RAM
+        # (and the pool buffer) hold the later, usually much narrower, maps
+        in_feature = stored[1:] if self.im2col else stored
+        self.tap_width = signed_bits(*_range_with_zero(*stored[0]))
+        self.feat_width = max([signed_bits(*_range_with_zero(*r)) for r in in_feature],
+                              default=self.tap_width)
         macs = [s for s in self.stages if s.kind == "mac"]
         self.weight_width = max([2 if s.bipolar else s.weight_width for s in macs], default=2)
         self.acc_width = max([signed_bits(*s.acc_bound) for s in macs], default=2)

@@ -6,9 +6,10 @@ from hw.mac_array import MACArray
 from hw.streamsim import stream_get, stream_put
 
 
-def _run(pe, simd, ww, aw, accw, beats, stall_every=0):
+def _run(pe, simd, ww, aw, accw, beats, stall_every=0, dsp_lanes=None):
     """beats: list of (w (pe*simd,), a (simd,), first, last). Returns emitted accumulators."""
-    dut = MACArray(pe=pe, simd=simd, weight_width=ww, act_width=aw, acc_width=accw, tag_width=4)
+    dut = MACArray(pe=pe, simd=simd, weight_width=ww, act_width=aw, acc_width=accw, tag_width=4,
+                   dsp_lanes=dsp_lanes)
     out = []
     n_out = sum(1 for b in beats if b[3])
 
@@ -70,3 +71,43 @@ def test_extreme_values_do_not_wrap():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="pe must be"):
         MACArray(pe=0, simd=4, weight_width=2, act_width=2, acc_width=8)
+
+
+@pytest.mark.parametrize("ww,aw", [(2, 2), (4, 9), (9, 4), (1, 5), (8, 8)])
+def test_shift_add_product_is_exact(ww, aw):
+    """The LUT (shift-and-add) products equal ``*`` for every extreme pair of operands."""
+    from amaranth import Const, signed
+    from amaranth.sim import Simulator as Sim
+    from amaranth.hdl import Module, Signal
+    from hw.mac_array import shift_add_product
+    m = Module()
+    w, a = Signal(signed(ww)), Signal(signed(aw))
+    p = Signal(signed(ww + aw))
+    m.d.comb += p.eq(shift_add_product(w, a, ww, aw))
+    ws = sorted({-(1 << (ww - 1)), (1 << (ww - 1)) - 1, 0, -1 if ww > 1 else 0})
+    as_ = sorted({-(1 << (aw - 1)), (1 << (aw - 1)) - 1, 0, 1 if aw > 1 else 0, -1})
+    bad = []
+
+    async def tb(ctx):
+        for x in ws:
+            for y in as_:
+                ctx.set(w, x)
+                ctx.set(a, y)
+                await ctx.delay(1e-9)
+                if ctx.get(p) != x * y:
+                    bad.append((x, y, ctx.get(p)))
+
+    sim = Sim(m)
+    sim.add_testbench(tb)
+    sim.run()
+    assert not bad
+
+
+@pytest.mark.parametrize("dsp_lanes", [0, 5])
+def test_lut_products_match_reference(dsp_lanes):
+    """Lanes past ``dsp_lanes`` (shift-and-add) accumulate exactly like ``*`` lanes."""
+    rng = np.random.default_rng(7)
+    beats = [(rng.integers(-8, 8, 16), rng.integers(-256, 256, 4), k % 3 == 0, k % 3 == 2)
+             for k in range(6)]
+    beats[0] = (np.full(16, -8), np.full(4, -256), True, False)
+    assert _run(4, 4, 4, 9, 16, beats, dsp_lanes=dsp_lanes) == _reference(4, 4, beats)
