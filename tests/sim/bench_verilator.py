@@ -1,6 +1,6 @@
 """Measure the Verilator engine: cold build, warm (cached) build, simulated cycles per second.
 
-    python tests/sim/bench_verilator.py [--n 1000] [--batch 2000] [--design standin|accelerator]
+    python tests/sim/bench_verilator.py [--design standin|accelerator] [--n 1000] [--batch B]
 
 Each phase runs in its own Python process against a fresh temporary ``THRESHER_CACHE``, so
 "cold" includes compiling everything (the Verilator runtime too), "new design" is a different
@@ -22,52 +22,81 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parents[1])]
 
 
-def phase(args) -> dict:
+TFC = Path("/work/shared/models/TFC_2W2A.onnx")
+
+
+def _design(args, variant):
+    """(model, inputs, check) for the design asked for; ``variant`` 1 is a slightly different
+    design (a different build)."""
     import numpy as np
 
-    from sim.verilator import VerilatorModel
-    from verilator_standin import RunningSum, running_sum_reference
+    from sim.verilator import VerilatorModel, accelerator_model
+    rng = np.random.default_rng(0)
+    if args.design == "standin":
+        from verilator_standin import RunningSum, running_sum_reference
+        n = args.n + variant
+        model = VerilatorModel(RunningSum(n=n))
+        x = rng.integers(-64, 64, size=(args.batch, n))
+        return model, x, lambda y: np.array_equal(y, running_sum_reference(x))
+    from model_tools import golden
+    if TFC.exists():
+        import model_tools
+        net = model_tools.load_model(str(TFC))
+    else:
+        sys.path.insert(0, str(HERE.parent / "hw"))
+        from netgen import random_network
+        net = random_network(0, (1, 12, 12), (("conv", 8, 3, 1, 1), ("pool", 2, 2),
+                                               ("conv", 16, 3, 1, 1), ("dense", 10)))
+    pe = 8 >> variant
+    model = accelerator_model(net, pe, 8)
+    x = rng.integers(0, 256, size=(args.batch,) + net.input_shape)
+    return model, x.reshape(args.batch, -1), \
+        lambda y: np.array_equal(y.reshape((args.batch,) + net.last_shape),
+                                 golden.run_integer(net, x))
 
+
+def phase(args) -> dict:
     started = time.monotonic()
-    model = VerilatorModel(RunningSum(n=args.n), n_in=args.n, n_out=args.n)
+    model, x, check = _design(args, 1 if args.phase == "new design" else 0)
     result = {"built": model.built, "build_seconds": round(model.build_seconds, 2)}
     if args.run:
-        rng = np.random.default_rng(0)
-        x = rng.integers(-64, 64, size=(args.batch, args.n))
         best = None
         for _ in range(3):
             out, _cycles = model.run_batch(x)
             stats = model.last_stats
             best = stats if best is None or stats.seconds < best.seconds else best
-        assert np.array_equal(out, running_sum_reference(x, shift=28, out_shape=model_out_shape()))
+        assert check(out), "wrong outputs"
         result.update(cycles=best.total_cycles, run_seconds=round(best.seconds, 3),
-                      mcycles_per_second=round(best.cycles_per_second / 1e6, 2))
+                      mcycles_per_second=round(best.cycles_per_second / 1e6, 2),
+                      mcycles_per_cpu_second=round(best.cycles_per_cpu_second / 1e6, 2))
     result["process_seconds"] = round(time.monotonic() - started, 2)
+    cpu = os.times()
+    result["process_cpu_seconds"] = round(cpu.user + cpu.system + cpu.children_user
+                                          + cpu.children_system, 2)
     return result
-
-
-def model_out_shape():
-    from amaranth import signed
-    return signed(40)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="inputs (and outputs) per inference")
-    parser.add_argument("--batch", type=int, default=2000, help="inferences per batch")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="inferences per batch (default: 2000 stand-in, 300 accelerator)")
+    parser.add_argument("--design", choices=["standin", "accelerator"], default="standin",
+                        help="the stand-in of tests/sim, or hw.Accelerator on TFC_2W2A (8x8)")
     parser.add_argument("--phase", help=argparse.SUPPRESS)
     parser.add_argument("--run", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.batch is None:
+        args.batch = 2000 if args.design == "standin" else 300
     if args.phase:
         print(json.dumps(phase(args)))
         return
     with tempfile.TemporaryDirectory(prefix="thresher-bench-") as cache:
         env = dict(os.environ, THRESHER_CACHE=cache)
-        for name, n, extra in (("cold", args.n, []), ("new design", args.n + 1, []),
-                               ("warm", args.n, ["--run"])):
+        for name, extra in (("cold", []), ("new design", []), ("warm", ["--run"])):
             t = time.monotonic()
-            r = subprocess.run([sys.executable, __file__, "--phase", name, "--n", str(n),
-                                "--batch", str(args.batch), *extra],
+            r = subprocess.run([sys.executable, __file__, "--phase", name, "--n", str(args.n),
+                                "--batch", str(args.batch), "--design", args.design, *extra],
                                env=env, capture_output=True, text=True, check=True)
             result = json.loads(r.stdout)
             result["wall_seconds_incl_python_start"] = round(time.monotonic() - t, 2)
