@@ -8,6 +8,7 @@ QueueTransport       an in-process pipe (two queues), for whatever plays the boa
 SimulatedTransport   a board simulated in-process (Amaranth's simulator), run while the host waits.
 Board                requests on a transport: ``info()``, ``infer(values)``, ``request(cmd, payload)``.
 BoardError           the board answered with an error frame, or did not answer correctly.
+simulated_board      a board (accelerator + UART top) in Amaranth's simulator, as a transport.
 run_board            ``run_integer`` on a board: raw input batch -> last-stage integers.
 """
 
@@ -23,7 +24,8 @@ from hw.board import frame
 from hw.board.frame import Info
 from model_tools.errors import ThresherError
 
-__all__ = ["Transport", "SerialTransport", "QueueTransport", "SimulatedTransport", "Board", "BoardError", "run_board",
+__all__ = ["Transport", "SerialTransport", "QueueTransport", "SimulatedTransport", "simulated_board",
+           "Board", "BoardError", "run_board",
            "open_transport"]
 
 
@@ -177,10 +179,30 @@ class SimulatedTransport(Transport):
         self._from_device.clear()
 
 
-def open_transport(port) -> Transport:
-    """A :class:`Transport` for ``port``: one already (returned as is), or a serial port name."""
+def simulated_board(network, *, pe: int = 4, simd: int = 4, divisor: int = 4,
+                    input_range=(0, 255), core=None) -> SimulatedTransport:
+    """A whole board in Amaranth's simulator: ``hw.Accelerator(network, pe, simd)`` (or ``core``)
+    behind :class:`hw.board.top.UartBridge` at ``divisor`` clocks per bit, as a transport."""
+    from hw.board.top import UartBridge, core_info
+    if core is None:
+        from hw.accelerator import Accelerator
+        core = Accelerator(network, pe=pe, simd=simd, input_range=input_range)
+    info = core_info(core, n_in=core.n_in, n_out=core.n_out, clock_hz=1e6,
+                     network_hash=frame.network_hash(network), pe=pe, simd=simd,
+                     input_range=input_range)
+    bridge = UartBridge(core, info, divisor=divisor, timeout_cycles=100 * divisor * 10)
+    return SimulatedTransport(bridge, divisor=divisor)
+
+
+def open_transport(port, network=None) -> Transport:
+    """A :class:`Transport` for ``port``: one already (returned as is), ``"sim"`` (a simulated
+    board for ``network``, see :func:`simulated_board`), or a serial port name."""
     if isinstance(port, Transport):
         return port
+    if port == "sim":
+        if network is None:
+            raise ThresherError("port 'sim' needs the network to simulate")
+        return simulated_board(network)
     if isinstance(port, str):
         return SerialTransport(port)
     raise ThresherError(f"port must be a serial port name or a Transport, not {port!r}")
@@ -282,7 +304,8 @@ def run_board(network, x, port, *, timeout: float = 5.0, return_cycles: bool = F
     """:func:`model_tools.golden.run_integer` on a board: raw input batch ``x`` (B, *input_shape)
     -> the last stage's integers (B, *network.last_shape), one ``INFER`` per sample.
 
-    ``port`` is a serial port name or a :class:`Transport`. With ``check_hash`` the board must run
+    ``port`` is a serial port name, ``"sim"`` (the accelerator and UART top in Amaranth's simulator:
+    slow, for trying the protocol without a board) or a :class:`Transport`. With ``check_hash`` the board must run
     ``network`` (its ``INFO`` hash is compared with :func:`hw.board.frame.network_hash`).
     With ``return_cycles`` the result is ``(outputs, cycles)``, cycles (B,) per inference.
     """
@@ -294,7 +317,7 @@ def run_board(network, x, port, *, timeout: float = 5.0, return_cycles: bool = F
         raise ThresherError(f"input has shape {x.shape}; the model expects {want}")
     raw = _raw_integers(x.astype(np.float64))
     own = isinstance(port, str)
-    transport = open_transport(port)
+    transport = open_transport(port, network)
     try:
         board = Board(transport, timeout=timeout)
         info = board.info()

@@ -86,3 +86,9 @@ def test_host_checks(board):
         run_board(other, np.zeros((1, 1, 12)), transport)
     with pytest.raises(ThresherError, match="integer raw inputs"):
         run_board(net, np.full((1, 1, 12), 0.5), transport)
+
+
+def test_run_board_sim_port():
+    net = tiny_network(seed=8)
+    x = np.random.default_rng(3).integers(0, 256, size=(2, 1, 12))
+    np.testing.assert_array_equal(run_board(net, x, "sim"), run_integer(net, x))
