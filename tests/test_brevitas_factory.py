@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-pytest.importorskip("brevitas")
+import torch
 
 import brevitas_factory as factory  # noqa: E402  (tests/ is on sys.path under pytest's rootdir import)
 
@@ -22,7 +21,6 @@ def test_make_case_exports_and_runs(tmp_path, seed, kind):
 
 def test_reference_matches_torch(tmp_path):
     """qonnx's reading of the export agrees with the Brevitas model it came from (to float rounding)."""
-    import torch
 
     model = factory.random_net(5, "conv")
     path = factory.export(model, tmp_path / "m.onnx", model.input_shape)

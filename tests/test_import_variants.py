@@ -19,9 +19,7 @@ import warnings
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("brevitas")
-pytest.importorskip("qonnx")
+import torch
 
 import brevitas.nn as qnn  # noqa: E402
 import onnx  # noqa: E402

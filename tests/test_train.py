@@ -29,7 +29,6 @@ def test_bad_parameters(kwargs, match):
 
 
 def test_digits_split_is_fixed_raw_pixels():
-    pytest.importorskip("sklearn")
     x_train, y_train, x_test, y_test = digits_split(0)
     assert x_train.shape[1:] == x_test.shape[1:] == (1, 8, 8)
     assert x_train.dtype == x_test.dtype == np.float32
@@ -41,8 +40,6 @@ def test_digits_split_is_fixed_raw_pixels():
 
 
 def test_short_training_exports_a_working_model(tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("brevitas")
     import brevitas_factory as factory
 
     out = tmp_path / "digits.onnx"
@@ -59,8 +56,6 @@ def test_short_training_exports_a_working_model(tmp_path):
 
 
 def test_training_is_deterministic_for_a_seed():
-    pytest.importorskip("torch")
-    pytest.importorskip("brevitas")
     a = train(epochs=1, seed=3, progress=False)
     b = train(epochs=1, seed=3, progress=False)
     assert a["test_accuracy"] == b["test_accuracy"] and a["train_accuracy"] == b["train_accuracy"]
