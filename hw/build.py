@@ -170,10 +170,12 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
                    pe=pe or 1, simd=simd or 1)
     overrides = {
         "nextpnr_opts": f"--report top.report.json --timing-allow-fail --seed {int(seed)}",
-        # memories at least bram_min_depth deep and 4 bits wide (or 1024 deep) go to block RAM
+        # memories at least bram_min_depth deep and 4 bits wide (or 1024 deep) go to block RAM,
+        # unless the core chose a style itself
         "script_after_read": (f"proc; memory_collect; setattr -set ram_style \"block\" "
                               f"-set rom_style \"block\" r:SIZE>={int(bram_min_depth)} "
-                              f"r:WIDTH>=4 %i r:SIZE>=1024 %u t:$mem_v2 %i"),
+                              f"r:WIDTH>=4 %i r:SIZE>=1024 %u t:$mem_v2 %i "
+                              f"a:ram_style %d a:rom_style %d"),
     }
     if spec.family == "ice40":
         overrides["synth_opts"] = "-dsp"
@@ -288,38 +290,55 @@ def _bram_blocks(width: int, depth: int, family: str) -> int:
 def estimate_resources(network, pe: int, simd: int, board: str, *, input_range=(0, 255),
                        bram_min_depth: int = BRAM_MIN_DEPTH) -> dict:
     """Estimated use of the board's logic, block RAM and DSPs by ``Accelerator(network, pe,
-    simd)`` behind the UART: {resource: {"used", "available"}} with nextpnr's names."""
+    simd)`` behind the UART: {resource: {"used", "available"}} with nextpnr's names.
+
+    Memories follow the accelerator's own layout and style choice (``hw.accelerator``: one weight
+    ROM and one threshold ROM for all stages, the feature RAM, the output RAM); logic is a fitted
+    model (see ``_BASE_LOGIC`` ...), good to some 20 %.
+    """
+    from . import accelerator as acc
     from .plan import Plan
     spec = board_spec(board)
     plan = Plan(network, pe, simd, input_range)
     fam = spec.family
-    logic, bram, rom_bits = _BASE_LOGIC[fam], 0, 0
+    logic, bram = _BASE_LOGIC[fam], 0
+    style = getattr(acc, "memory_style", None)
 
-    def memory(width, depth):
-        nonlocal bram, rom_bits
-        if (depth >= bram_min_depth and width >= 4) or depth >= 1024:
+    def memory(width, depth, *, rom, block=None):
+        nonlocal bram, logic
+        if width <= 0 or depth <= 0:
+            return
+        if block is None:
+            block = (style(width, depth, rom=rom) == acc.BLOCK_RAM) if style else \
+                (depth >= bram_min_depth and width >= 4) or depth >= 1024
+        if block:
             bram += _bram_blocks(width, depth, fam)
         else:
-            rom_bits += width * depth
+            logic += width * ((2 * math.ceil(depth / 16) - 1) if rom else 1.5 * depth)
 
-    memory(plan.V * plan.act_width, plan.feature_depth)
-    for s in plan.stages:
-        if s.kind != "mac":
-            continue
-        # the shapes of hw.images.weight_image / threshold_image, without packing them
-        memory(pe * simd * s.weight_width, int(math.prod(s.loops)))
-        if s.levels:
-            memory(pe * (1 + s.levels * plan.cmp_width), s.loops[0])
+    F = getattr(plan, "feat_width", plan.act_width)
+    memory(plan.V * F, plan.feature_depth, rom=False, block=True)
+    macs = [s for s in plan.stages if s.kind == "mac"]
+    # the shapes of hw.images.weight_image / threshold_image, without packing them
+    memory(max(pe * simd * s.weight_width for s in macs),
+           sum(int(math.prod(s.loops)) for s in macs), rom=True)
+    act = [s for s in macs if s.levels]
+    if act:
+        memory(max(pe * (1 + s.levels * plan.cmp_width) for s in act),
+               sum(s.loops[0] for s in act), rom=True)
     if plan.output_mode == "acc":
-        memory(plan.out_width, plan.out_depth)
+        memory(pe * plan.out_width, plan.out_depth, rom=False)
+    if getattr(plan, "input_stage", None) == "rom":
+        memory(max(1, plan.in_thresholds.levels.bit_length()), plan.input_rom_words, rom=True,
+               block=True)
+    memory(8 * value_bytes(plan.raw_width), plan.n_in, rom=False)        # the UART input buffer
     product_bits = plan.weight_width + plan.act_width
     lanes = pe * simd
-    dsp = lanes if (fam == "ice40" and product_bits >= _DSP_MIN_PRODUCT_BITS) else 0
-    if dsp == 0:
-        logic += _LANE_LOGIC[fam] * lanes * plan.weight_width * plan.act_width
+    dsp_budget = getattr(acc, "DSP_LANES", 8) if fam == "ice40" else spec.resources[spec.dsp]
+    dsp = min(lanes, dsp_budget) if product_bits >= _DSP_MIN_PRODUCT_BITS else 0
+    logic += _LANE_LOGIC[fam] * (lanes - dsp) * plan.weight_width * plan.act_width
     logic += lanes * plan.acc_width / 2                       # adder trees
     logic += _PE_LOGIC[fam] * pe * max(plan.levels, 1) + pe * plan.acc_width
-    logic += rom_bits / 16 if fam == "ice40" else rom_bits / 16   # ROM in LUT4s
     res = spec.resources
     return {spec.logic: {"used": int(logic), "available": res[spec.logic]},
             spec.bram: {"used": int(bram), "available": res[spec.bram]},
