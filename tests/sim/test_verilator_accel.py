@@ -1,8 +1,10 @@
-"""hw.Accelerator under Verilator against golden.run_integer (and Amaranth's simulator), bit for bit.
+"""hw.Accelerator under Verilator against golden.run_integer (and Amaranth's pysim), bit for bit.
 
-Each configuration is one Verilator build (a few seconds once the Verilator runtime is cached);
-the module makes three.
+Each configuration is one Verilator build (a few seconds once the Verilator runtime is cached):
+three configurations, the traced variant of one, one random verify case; TFC is linted only.
 """
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -101,3 +103,15 @@ def test_verify_random_reports_and_saves_failures(tmp_path, monkeypatch):
     net = IntegerNetwork.load(saved)
     x = np.load(saved / "input.npy")
     assert np.array_equal(np.load(saved / "outputs.npz")["verilator"], real(net, x))
+
+
+TFC = Path("/work/shared/models/TFC_2W2A.onnx")
+
+
+@pytest.mark.skipif(not TFC.exists(), reason="TFC_2W2A model not available")
+def test_lint_clean_on_tfc():
+    """The default model's accelerator (lint only: no build)."""
+    import model_tools
+    net = model_tools.load_model(str(TFC))
+    result = lint(Accelerator(net, pe=8, simd=8), name="thresher_accelerator")
+    assert result.ok, result.output
