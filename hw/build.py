@@ -274,8 +274,11 @@ def program(board: str, out_dir, dry_run: bool = True) -> list[str]:
 
 # Cost model, fitted to builds of hw.Accelerator on this flow (see tests/board/test_build.py and
 # the measurements in the commit that set them): logic cells (iCE40) / LUT4s (ECP5).
-_BASE_LOGIC = {"ice40": 1400, "ecp5": 1600}        # UART, protocol, control, loader
+# Fitted on TFC_2W2A (2-bit weights and activations): ulx3s-85f 8x8 -> 3,723 and 16x16 -> 7,525
+# TRELLIS_COMB; icebreaker 2x8 -> 2,029 ICESTORM_LC (before packing).
+_BASE_LOGIC = {"ice40": 1025, "ecp5": 1495}        # UART, protocol, control, loader
 _LANE_LOGIC = {"ice40": 1.6, "ecp5": 1.4}          # per MAC lane per (weight bits x act bits)
+_LANE_EXTRA = {"ice40": 9.0, "ecp5": 8.7}          # per MAC lane: operand muxes, pipeline
 _PE_LOGIC = {"ice40": 12, "ecp5": 12}              # per PE per threshold level (comparators)
 _DSP_MIN_PRODUCT_BITS = 11                         # yosys maps a multiplier to a DSP from here
 
@@ -337,7 +340,7 @@ def estimate_resources(network, pe: int, simd: int, board: str, *, input_range=(
     dsp_budget = getattr(acc, "DSP_LANES", 8) if fam == "ice40" else spec.resources[spec.dsp]
     dsp = min(lanes, dsp_budget) if product_bits >= _DSP_MIN_PRODUCT_BITS else 0
     logic += _LANE_LOGIC[fam] * (lanes - dsp) * plan.weight_width * plan.act_width
-    logic += lanes * plan.acc_width / 2                       # adder trees
+    logic += lanes * (plan.acc_width / 2 + _LANE_EXTRA[fam])  # adder trees, lane muxes
     logic += _PE_LOGIC[fam] * pe * max(plan.levels, 1) + pe * plan.acc_width
     res = spec.resources
     return {spec.logic: {"used": int(logic), "available": res[spec.logic]},
@@ -346,11 +349,16 @@ def estimate_resources(network, pe: int, simd: int, board: str, *, input_range=(
 
 
 def choose_parallelism(network, board: str, *, input_range=(0, 255),
-                       candidates=(1, 2, 4, 8, 16, 32, 64), margin: float = 0.85
-                       ) -> tuple[int, int]:
+                       candidates=(1, 2, 4, 8, 16, 32, 64), margin: float = 0.85,
+                       max_lanes: int | None = 256) -> tuple[int, int]:
     """The (pe, simd) with the fewest predicted cycles per inference whose estimated logic, block
     RAM and DSPs fit ``board`` (logic within ``margin`` of the device, for routing); ties go to
-    the smaller array. Raises :class:`ThresherError` with needed vs available when none fits."""
+    the smaller array. Raises :class:`ThresherError` with needed vs available when none fits.
+
+    ``max_lanes`` caps ``pe * simd`` (default 256): past that, on these boards, builds take many
+    minutes, Fmax drops (TFC on ECP5: 89 MHz at 8x8, 82 MHz at 16x16) and a 115,200-baud UART
+    bounds the end-to-end rate far below the compute rate anyway. ``None`` lifts the cap.
+    """
     from .plan import Plan
     spec = board_spec(board)
     if not isinstance(network, IntegerNetwork):
@@ -362,7 +370,7 @@ def choose_parallelism(network, board: str, *, input_range=(0, 255),
         if pe > 2 * max_out:
             continue
         for simd in candidates:
-            if simd > 2 * max_in:
+            if simd > 2 * max_in or (max_lanes is not None and pe * simd > max_lanes):
                 continue
             try:
                 cycles = Plan(network, pe, simd, input_range).predict_cycles()
