@@ -76,3 +76,16 @@ def test_build_smallest_bitstream(tmp_path):
     assert 0 < lc["used"] < lc["available"] == 5280
     assert report["utilization"]["ICESTORM_PLL"]["used"] == 1
     assert report["cycles_per_inference"] == StandInCore(tiny_network()).predict_cycles()
+
+
+@pytest.mark.parametrize("board", list(hwbuild.BOARDS))
+def test_board_top_elaborates(board):
+    """Every board's top (pins, LEDs, PLL) goes through amaranth's platform checks to RTLIL."""
+    from hw.board.top import BoardTop
+    platform = hwbuild.make_platform(board)
+    core = StandInCore(tiny_network())
+    top = BoardTop(core, platform, n_in=core.n_in, n_out=core.n_out, clock_mhz=30)
+    plan = platform.prepare(top, name="top")
+    il = plan.files["top.il"]
+    assert ("SB_PLL40" if platform.family != "ecp5" else "EHXPLLL") in il
+    assert abs(top.clock_hz - 30e6) < 0.6e6
