@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -110,6 +111,21 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_verify(args) -> int:
+    from .verilator import verify_random
+    t0 = time.perf_counter()
+    results = verify_random(args.random, args.seed, args.out, log=print)
+    failed = [r for r in results if not r.ok and not r.unsupported]
+    unsupported = sum(r.unsupported for r in results)
+    passed = sum(r.ok for r in results)
+    print(f"\n{passed} passed, {len(failed)} failed" + (f", {unsupported} skipped (configurations "
+          "the planner refuses)" if unsupported else "") + f" in {time.perf_counter() - t0:.0f} s")
+    if failed:
+        print(f"failing cases saved under {args.out}/", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_bench(args) -> int:
     from model_tools.bench import bench_golden, mnist_like
     from model_tools.files import load_array
@@ -204,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     _parallelism_options(r)
     r.add_argument("--trace", metavar="FILE.vcd", help="dump the waveform of the first input")
     r.set_defaults(func=cmd_run)
+
+    v = sub.add_parser("verify", help="random networks on golden vs Verilator (and pysim)")
+    v.add_argument("--random", type=_positive, required=True, metavar="N", help="how many networks")
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--out", default="thresher-verify", metavar="DIR",
+                   help="where failing cases are saved for reproduction")
+    v.set_defaults(func=cmd_verify)
 
     b = sub.add_parser("bench", help="time the golden engine against qonnx's executor")
     b.add_argument("what", nargs="?", default="golden", choices=("golden",))

@@ -1,20 +1,29 @@
 """``thresher demo``: the main job on the embedded default model, step by step.
 
-fold -> float accuracy (the ONNX model itself, through qonnx's executor) -> integer accuracy
-(golden engine) -> the report. Each step that takes more than a moment shows a progress bar.
+1. fold the default model (trained by ``thresher train``) into the integer network;
+2. the float model itself (qonnx's executor) on every held-out test image;
+3. the integer network (golden engine) on the same images;
+4. the generated hardware (Verilator, else Amaranth's simulator) on every image, bit-exact
+   against the golden engine, at the parallelism chosen for the board;
+5. a bitstream for the board (yosys + nextpnr from pip);
+6. a summary on the terminal, ``DIR/report.json`` and ``DIR/report.html``.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from model_tools.errors import ThresherError
 
-__all__ = ["run_demo"]
+__all__ = ["run_demo", "DEMO_BOARD"]
+
+DEMO_BOARD = "icebreaker"
 
 
 def _confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
@@ -23,8 +32,45 @@ def _confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[
     return m.tolist()
 
 
-def run_demo(out: Path, progress, say=print) -> dict:
-    """Run the demo, write ``out/report.json``; return the report."""
+@contextmanager
+def _elapsed(progress, label: str, expect_s: float):
+    """A progress bar that fills with elapsed time for a step that reports no progress itself."""
+    update = progress(int(expect_s * 10), label)
+    stop = threading.Event()
+
+    def tick():
+        start = time.monotonic()
+        while not stop.wait(0.1):
+            update(min(int((time.monotonic() - start) * 10), int(expect_s * 10) - 1))
+
+    thread = threading.Thread(target=tick, daemon=True) if update else None
+    if thread:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if thread:
+            thread.join()
+            update(int(expect_s * 10))
+
+
+def layer_cycles(net, pe: int, simd: int) -> list[dict]:
+    """Per hardware stage: its cycles in the cycle model and its MAC bound."""
+    from hw.plan import Plan, ceil_div
+    plan = Plan(net, pe, simd)
+    rows = []
+    for stage, cycles in zip(plan.stages, plan.stage_cycles()):
+        macs = getattr(stage.layer, "macs", 0)
+        rows.append({"name": stage.layer.name, "kind": stage.kind, "macs": macs, "cycles": cycles,
+                     "bound": ceil_div(macs, pe * simd)})
+    return rows
+
+
+def run_demo(out: Path, progress, say=print, board: str = DEMO_BOARD) -> dict:
+    """Run the demo into ``out``; return the report (also ``out/report.json``)."""
+    from hw.build import build, choose_parallelism
+    from hw.plan import mac_bound_cycles
     from model_tools import golden
     from model_tools.bench import qonnx_reference
     from model_tools.default import DEFAULT_MODEL, default_record, digits_test
@@ -32,52 +78,115 @@ def run_demo(out: Path, progress, say=print) -> dict:
     from model_tools.fold import load_model
     from model_tools.report import format_table, layer_rows, network_summary
 
+    from . import report_html
+    from .engines import run_engine
+
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ThresherError(f"{out}: exists and is not a directory")
     x, labels = digits_test()
     record = default_record()
-    say(f"thresher demo: {DEFAULT_MODEL.name} (digits, {record['wbits']}-bit weights, "
-        f"{record['abits']}-bit activations; trained with `{record['command']}`)")
+    say(f"thresher demo: {DEFAULT_MODEL.name}, digits, {record['wbits']}-bit weights, "
+        f"{record['abits']}-bit activations (trained by `{record['command']}`)")
 
+    seconds = {}
     t0 = time.perf_counter()
     net = load_model(DEFAULT_MODEL)
-    timings = {"fold_s": time.perf_counter() - t0}
-    say(f"\n[1] folded in {timings['fold_s']:.2f} s\n")
+    seconds["fold"] = time.perf_counter() - t0
+    say(f"\n[1/5] folded into an integer network in {seconds['fold']:.2f} s\n")
     say(format_table(layer_rows(net)))
 
     t0 = time.perf_counter()
     float_out = qonnx_reference(DEFAULT_MODEL, x, progress(len(x), "float model (qonnx)"))
-    timings["float_s"] = time.perf_counter() - t0
+    seconds["float"] = time.perf_counter() - t0
     float_class = float_out.argmax(1)
+    say(f"\n[2/5] float model (qonnx executor): {np.mean(float_class == labels):.2%} on "
+        f"{len(x)} held-out images ({seconds['float']:.1f} s)")
 
     t0 = time.perf_counter()
-    integer_out = golden.run(net, x)
-    timings["golden_s"] = time.perf_counter() - t0
+    ints = golden.run_integer(net, x)
+    integer_out = golden.dequantize(net, ints)
+    seconds["golden"] = time.perf_counter() - t0
     integer_class = integer_out.argmax(1)
     rel_err = float(np.abs(integer_out - float_out).max() / np.abs(float_out).max())
+    say(f"[3/5] integer network (golden engine): {np.mean(integer_class == labels):.2%}, same "
+        f"class as the float model on {np.mean(integer_class == float_class):.2%}, max |difference| "
+        f"{rel_err:.1e} of max |output| ({seconds['golden'] * 1e3:.0f} ms)")
 
-    accuracy = {"float": float(np.mean(float_class == labels)),
-                "integer": float(np.mean(integer_class == labels))}
+    pe, simd = choose_parallelism(net, board)
+    t0 = time.perf_counter()
+    with _elapsed(progress, "RTL simulation", 30):
+        rtl = run_engine(net, x, "rtl", pe=pe, simd=simd)
+    seconds["rtl"] = time.perf_counter() - t0
+    rtl_class = rtl.outputs.argmax(1)
+    bit_exact = bool(np.array_equal(rtl.integers, ints))
+    cycles = int(np.max(rtl.cycles))
+    for note in rtl.notes:
+        say(f"      note: {note}")
+    say(f"[4/5] RTL ({rtl.engine}, PE={pe} x SIMD={simd}) on all {len(x)} images: "
+        f"{'bit-exact with' if bit_exact else 'DIFFERENT from'} the golden engine, "
+        f"{np.mean(rtl_class == labels):.2%}; {cycles:,} cycles per inference "
+        f"({seconds['rtl']:.1f} s)")
+
+    t0 = time.perf_counter()
+    with _elapsed(progress, f"bitstream for {board}", 60):
+        built = build(net, board, out / "build", pe=pe, simd=simd)
+    seconds["build"] = time.perf_counter() - t0
+    say(f"[5/5] bitstream for {board} ({built['device']}): Fmax {built['fmax_mhz']} MHz at "
+        f"{built['clock_mhz']} MHz, built in {built['build_seconds']} s -> "
+        f"{out / 'build' / built['bitstream']}")
+
     report = {
         "model": DEFAULT_MODEL.name,
         "test_images": int(len(x)),
-        "accuracy": accuracy,
+        "accuracy": {"float": float(np.mean(float_class == labels)),
+                     "integer": float(np.mean(integer_class == labels)),
+                     "rtl": float(np.mean(rtl_class == labels))},
+        "agreement_rtl_vs_float": float(np.mean(rtl_class == float_class)),
         "agreement_integer_vs_float": float(np.mean(integer_class == float_class)),
+        "rtl_bit_exact_vs_golden": bit_exact,
+        "rtl_engine": rtl.engine,
         "golden_vs_float_rel_err": rel_err,
+        "board": board,
+        "fmax_mhz": built["fmax_mhz"],
+        "clock_mhz": built["clock_mhz"],
+        "cycles_per_inference": cycles,
+        "mac_bound_cycles": mac_bound_cycles(net, pe, simd),
+        "pe": pe, "simd": simd,
+        "build": built,
         "network": network_summary(net),
         "layers": layer_rows(net),
-        "confusion": _confusion(labels, integer_class, 10),
-        "seconds": timings,
+        "layer_cycles": layer_cycles(net, pe, simd),
+        "confusion": _confusion(labels, integer_class, int(float_out.shape[1])),
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
     }
-    say(f"\n[2] float model (qonnx executor): {accuracy['float']:.2%} on {len(x)} test images "
-        f"({timings['float_s']:.1f} s)")
-    say(f"[3] integer network (golden engine): {accuracy['integer']:.2%}, class equal to the float "
-        f"model's on {report['agreement_integer_vs_float']:.2%}, max |difference| "
-        f"{rel_err:.1e} of max |output| ({timings['golden_s'] * 1e3:.1f} ms)")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "report.json", json.dumps(report, indent=1).encode())
-    say(f"\nwrote {out / 'report.json'}")
-    if report["agreement_integer_vs_float"] != 1.0 or rel_err > 1e-4:
-        raise ThresherError("the integer network disagrees with the float model")
+    report_html.write(report, out / "report.html")
+    _summary(report, say)
+    say(f"\nwrote {out / 'report.json'} and {out / 'report.html'}")
+    if not bit_exact or report["agreement_rtl_vs_float"] != 1.0:
+        raise ThresherError("the hardware disagrees with the model (see report.json)")
     return report
+
+
+def _summary(r: dict, say) -> None:
+    util = r["build"]["utilization"]
+    rows = [
+        ("test images", f"{r['test_images']}"),
+        ("accuracy float / integer / RTL", " / ".join(f"{r['accuracy'][k]:.2%}"
+                                                      for k in ("float", "integer", "rtl"))),
+        ("RTL class = float class", f"{r['agreement_rtl_vs_float']:.2%}"),
+        ("RTL vs golden", "bit-exact" if r["rtl_bit_exact_vs_golden"] else "DIFFERENT"),
+        ("parallelism", f"PE={r['pe']} x SIMD={r['simd']}"),
+        ("cycles per inference", f"{r['cycles_per_inference']:,} (MAC bound "
+                                 f"{r['mac_bound_cycles']:,}, "
+                                 f"{r['cycles_per_inference'] / r['mac_bound_cycles']:.2f}x)"),
+        ("board", f"{r['board']} ({r['build']['device']})"),
+        ("Fmax / clock", f"{r['fmax_mhz']} MHz / {r['clock_mhz']} MHz"),
+        ("inferences per second", f"{r['build']['inferences_per_s']:,}"),
+    ] + [(f"  {k}", f"{v['used']:,} / {v['available']:,}") for k, v in util.items() if v["used"]]
+    width = max(len(k) for k, _ in rows)
+    say("\nsummary")
+    for k, v in rows:
+        say(f"  {k.ljust(width)}  {v}")

@@ -735,25 +735,6 @@ def run_verilator(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255
 
 # -- random verification ---------------------------------------------------------------------------
 
-def _netgen():
-    """The random network generator (``tests/hw/netgen.py``, beside this checkout's ``sim/``)."""
-    try:
-        import netgen
-        return netgen
-    except ImportError:
-        pass
-    here = Path(__file__).resolve().parents[1] / "tests" / "hw"
-    if not (here / "netgen.py").exists():
-        from model_tools.errors import ThresherError
-        raise ThresherError("verify --random needs the random network generator tests/hw/netgen.py "
-                            "(run it from a source checkout)")
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("netgen", here / "netgen.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def random_case(rng) -> dict:
     """A random accelerator configuration: input shape, layer spec, PE, SIMD, raw input range.
 
@@ -840,7 +821,7 @@ def verify_random(n: int, seed: int = 0, out_dir="thresher-verify", *, batch: in
     from hw.plan import predict_cycles
     from model_tools import golden
     from model_tools.errors import ThresherError
-    netgen = _netgen()
+    from model_tools import netgen
     if not isinstance(n, int) or n < 1:
         raise ThresherError(f"--random needs a positive number of networks, not {n!r}")
     if not available():

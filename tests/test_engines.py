@@ -35,3 +35,9 @@ def test_engine_result_integers_dequantize_to_outputs(shared):
     r = run_engine(net, x, "golden")
     assert np.array_equal(r.integers, golden.run_integer(net, x))
     assert np.array_equal(r.outputs, golden.run(net, x))
+
+
+def test_verify_command_runs_random_networks(tmp_path, capsys):
+    assert main(["verify", "--random", "2", "--seed", "3", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "2 passed, 0 failed" in out and "golden+verilator" in out

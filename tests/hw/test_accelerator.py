@@ -9,7 +9,7 @@ from hw.plan import Plan, mac_bound_cycles, predict_cycles
 from hw.run import run_pysim
 from model_tools import golden
 from model_tools.ir import Dense, Dequant, InputQuantizer, IntegerNetwork, Thresholds
-from netgen import random_input, random_network
+from model_tools.netgen import random_input, random_network
 
 CASES = [
     # (in_shape, spec, pe, simd)

@@ -12,7 +12,7 @@ from hw.run import run_pysim
 from model_tools import golden
 from model_tools.errors import ThresherError
 from model_tools.ir import InputQuantizer, Thresholds
-from netgen import random_input, random_network
+from model_tools.netgen import random_input, random_network
 
 SMALL = ((3, 5, 5), (("conv", 4, 3, 1, 1), ("dense", 5)))
 

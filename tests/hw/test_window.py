@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 from hw.plan import Plan
 from hw.streamsim import stream_get
 from hw.window import WindowGenerator
-from netgen import random_network
+from model_tools.netgen import random_network
 
 
 def _commands(plan):

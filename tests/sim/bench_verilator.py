@@ -44,7 +44,7 @@ def _design(args, variant):
         net = model_tools.load_model(str(TFC))
     else:
         sys.path.insert(0, str(HERE.parent / "hw"))
-        from netgen import random_network
+        from model_tools.netgen import random_network
         net = random_network(0, (1, 12, 12), (("conv", 8, 3, 1, 1), ("pool", 2, 2),
                                                ("conv", 16, 3, 1, 1), ("dense", 10)))
     pe = 8 >> variant

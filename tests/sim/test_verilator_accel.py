@@ -14,7 +14,7 @@ from hw.plan import predict_cycles
 from hw.run import run_pysim
 from model_tools import golden
 from model_tools.errors import ThresherError
-from netgen import random_input, random_network
+from model_tools.netgen import random_input, random_network
 from sim import verilator
 from sim.verilator import accelerator_model, lint, run_verilator, verify_random
 

@@ -1,4 +1,4 @@
-"""Random small IntegerNetworks for the hardware tests (built straight from the IR dataclasses).
+"""Random small IntegerNetworks for hardware tests and `thresher verify` (built from the IR dataclasses).
 
 ``random_network(rng, in_shape, spec)`` with ``spec`` a list of
 ``("conv", cout, k, stride, pad)``, ``("pool", k, stride)``, ``("dense", cout)``; the last MAC layer
