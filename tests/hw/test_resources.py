@@ -1,0 +1,33 @@
+"""Resource decisions made in Python: memory styles, stored widths, DSP lanes (no synthesis)."""
+
+from pathlib import Path
+
+import model_tools
+from hw.accelerator import BLOCK_RAM, LOGIC, Accelerator, memory_style
+from hw.plan import Plan
+
+DEFAULT = Path(__file__).resolve().parents[2] / "model_tools" / "data" / "default.onnx"
+TFC = Path("/work/shared/models/TFC_2W2A.onnx")
+
+
+def test_memory_style_puts_shallow_wide_roms_in_logic():
+    assert memory_style(184, 6, rom=True) == LOGIC           # the default model's threshold ROM
+    assert memory_style(128, 136, rom=True) == BLOCK_RAM      # its weight ROM at 4 x 8
+    assert memory_style(48, 3, rom=False) == LOGIC            # a 3-word output RAM
+    assert memory_style(16, 256, rom=False) == BLOCK_RAM
+
+
+def test_default_model_widths_and_dsp_lanes():
+    net = model_tools.load_model(str(DEFAULT))
+    plan = Plan(net, 4, 8)
+    assert plan.im2col and plan.tap_width == 9 and plan.act_width == 9
+    assert plan.feat_width == 3                               # later maps are 0..3
+    assert Accelerator(net, pe=4, simd=8).dsp_lanes == 8      # 4 x 9-bit products: 8 DSPs
+    assert Accelerator(net, pe=4, simd=8, dsp_lanes=0).dsp_lanes == 0
+
+
+def test_small_products_never_use_dsps():
+    if not TFC.exists():
+        return
+    net = model_tools.load_model(str(TFC))
+    assert Accelerator(net, pe=8, simd=8).dsp_lanes == 0      # 2 x 2-bit products
