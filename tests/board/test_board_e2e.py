@@ -1,6 +1,8 @@
 """The board top (UART, protocol, core) simulated with Amaranth's simulator, talking to the host
 code of sim/host.py: bit-exact with the golden engine, and every bad frame gets an error reply."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -11,7 +13,7 @@ from hw.board.standin import StandInCore
 from hw.board.top import UartBridge, core_info
 from model_tools.errors import ThresherError
 from model_tools.golden import run_integer
-from sim.host import Board, BoardError, SimulatedTransport, run_board
+from sim.host import Board, BoardError, SimulatedTransport, run_board, simulated_board
 
 DIVISOR = 4
 TIMEOUT = 300
@@ -92,3 +94,13 @@ def test_run_board_sim_port():
     net = tiny_network(seed=8)
     x = np.random.default_rng(3).integers(0, 256, size=(2, 1, 12))
     np.testing.assert_array_equal(run_board(net, x, "sim"), run_integer(net, x))
+
+
+@pytest.mark.skipif(not os.environ.get("THRESHER_SLOW"), reason="~25 s per image; THRESHER_SLOW=1")
+def test_tfc_through_uart(shared):
+    """TFC_2W2A on hw.Accelerator 16x16 behind the UART top, two MNIST digits, bit-exact."""
+    from model_tools import load_model
+    net = load_model(shared / "models" / "TFC_2W2A.onnx")
+    x = np.load(shared / "data" / "mnist4" / "input.npy")[:2]
+    y = run_board(net, x, simulated_board(net, pe=16, simd=16), timeout=600)
+    np.testing.assert_array_equal(y, run_integer(net, x))
