@@ -368,14 +368,15 @@ def estimate_resources(network, pe: int, simd: int, board: str, *, input_range=(
 
 def choose_parallelism(network, board: str, *, input_range=(0, 255),
                        candidates=(1, 2, 4, 8, 16, 32, 64), margin: float = 0.85,
-                       max_lanes: int | None = 256) -> tuple[int, int]:
+                       max_lanes: int | None = 64) -> tuple[int, int]:
     """The (pe, simd) with the fewest predicted cycles per inference whose estimated logic, block
     RAM and DSPs fit ``board`` (logic within ``margin`` of the device, for routing); ties go to
     the smaller array. Raises :class:`ThresherError` with needed vs available when none fits.
 
-    ``max_lanes`` caps ``pe * simd`` (default 256): past that, on these boards, builds take many
-    minutes, Fmax drops (TFC on ECP5: 89 MHz at 8x8, 82 MHz at 16x16) and a 115,200-baud UART
-    bounds the end-to-end rate far below the compute rate anyway. ``None`` lifts the cap.
+    ``max_lanes`` caps ``pe * simd`` (default 64): measured with TFC_2W2A on the ULX3S-85F, 8x8
+    builds in 48 s and runs at 104 MHz, 16x16 takes 131 s (ABC9 crashes, classic ABC) for 81 MHz;
+    and behind a 115,200-baud UART (7 TFC inferences/s, compute 100,000/s) a bigger array buys
+    nothing end to end. ``None`` lifts the cap; explicit ``pe`` / ``simd`` bypass this function.
     """
     from .plan import Plan
     spec = board_spec(board)
