@@ -197,7 +197,7 @@ class BoardTop(Elaboratable):
             m.submodules.pll = pll_instance(self.pll, clk_buf.i, clk_out, locked)
         m.domains.sync = cd_sync = ClockDomain("sync")
         m.d.comb += cd_sync.clk.eq(clk_out)
-        platform.add_clock_constraint(clk_out, self.clock_hz)
+        platform.add_clock_constraint(cd_sync.clk, self.clock_hz)
 
         # hold reset until the PLL locks, then for 15 us more (iCE40 block RAM reads zeros for
         # ~3 us after configuration)
