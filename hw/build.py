@@ -368,10 +368,10 @@ def estimate_resources(network, pe: int, simd: int, board: str, *, input_range=(
 
 def choose_parallelism(network, board: str, *, input_range=(0, 255),
                        candidates=(1, 2, 4, 8, 16, 32, 64), margin: float = 0.85,
-                       max_lanes: int | None = 64) -> tuple[int, int]:
+                       max_lanes: int | None = 64, slack: float = 0.02) -> tuple[int, int]:
     """The (pe, simd) with the fewest predicted cycles per inference whose estimated logic, block
-    RAM and DSPs fit ``board`` (logic within ``margin`` of the device, for routing); ties go to
-    the smaller array. Raises :class:`ThresherError` with needed vs available when none fits.
+    RAM and DSPs fit ``board`` (logic within ``margin`` of the device, for routing); among those
+    within ``slack`` of the fewest cycles, the squarest, then the smallest array. Raises :class:`ThresherError` with needed vs available when none fits.
 
     ``max_lanes`` caps ``pe * simd`` (default 64): measured with TFC_2W2A on the ULX3S-85F, 8x8
     builds in 48 s and runs at 104 MHz, 16x16 takes 131 s (ABC9 crashes, classic ABC) for 81 MHz;
@@ -384,7 +384,7 @@ def choose_parallelism(network, board: str, *, input_range=(0, 255),
         raise TypeError(f"network must be an IntegerNetwork, not {type(network).__name__}")
     max_out = max([l.out_channels for l in network.mac_layers], default=1)
     max_in = max([l.fan_in for l in network.mac_layers], default=1)
-    best, smallest = None, None
+    fitting, smallest = [], None
     for pe in candidates:
         if pe > 2 * max_out:
             continue
@@ -398,12 +398,19 @@ def choose_parallelism(network, board: str, *, input_range=(0, 255),
                 continue
             fits = all(v["used"] <= v["available"] * (margin if k == spec.logic else 1)
                        for k, v in need.items())
-            key = (cycles, pe * simd, pe)
             if smallest is None or (pe * simd, cycles) < (smallest[0][0] * smallest[0][1],
                                                             smallest[2]):
                 smallest = ((pe, simd), need, cycles)
-            if fits and (best is None or key < best[0]):
-                best = (key, (pe, simd))
+            if fits:
+                fitting.append((cycles, max(pe, simd), pe * simd, (pe, simd)))
+    best = None
+    if fitting:
+        # within ``slack`` of the fewest cycles, the squarest array: a deep SIMD adder tree
+        # costs Fmax (TFC on ECP5 at 100 MHz: 4x16 reached 97.7-97.9 MHz, 8x8 104.0 MHz, for
+        # 958 vs 962 cycles)
+        fewest = min(f[0] for f in fitting)
+        best = min((f for f in fitting if f[0] <= fewest * (1 + slack)),
+                   key=lambda f: (f[1], f[2], f[0]))
     if best is None:
         if smallest is None:
             raise ThresherError(f"no PE x SIMD array can run {network.name!r}")
@@ -411,4 +418,4 @@ def choose_parallelism(network, board: str, *, input_range=(0, 255),
         detail = ", ".join(f"{k} {v['used']} needed of {v['available']}" for k, v in need.items())
         raise ThresherError(f"{network.name!r} does not fit {board} ({spec.device}) even at "
                             f"pe={pe} simd={simd}: {detail}; choose a larger board")
-    return best[1]
+    return best[3]
