@@ -127,6 +127,11 @@ def cmd_verify(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    if args.what == "all":
+        from .bench import bench_all, format_bench
+        rows = bench_all(Path(args.out), shared_dir(), _progress)
+        print("\n" + format_bench(rows))
+        return 0
     from model_tools.bench import bench_golden, mnist_like
     from model_tools.files import load_array
     shared = shared_dir()
@@ -228,8 +233,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where failing cases are saved for reproduction")
     v.set_defaults(func=cmd_verify)
 
-    b = sub.add_parser("bench", help="time the golden engine against qonnx's executor")
-    b.add_argument("what", nargs="?", default="golden", choices=("golden",))
+    b = sub.add_parser("bench", help="the benchmark table (golden vs qonnx, simulation, builds)")
+    b.add_argument("what", nargs="?", default="all", choices=("all", "golden"),
+                   help="all: the whole table (builds bitstreams, minutes); golden: golden vs qonnx")
+    b.add_argument("--out", default="thresher-bench", metavar="DIR", help="where builds go")
     b.add_argument("--model", help="QONNX file (default: ../shared/models/TFC_2W2A.onnx)")
     b.add_argument("--input", metavar="X.npy", help="inputs (default: 1,000 MNIST-like images)")
     b.add_argument("-n", type=_positive, default=1000, help="number of generated inputs")
