@@ -77,6 +77,24 @@ def bram_blocks(width, depth):
                                                             (2, 2048)))
 
 
+def pack_shift(plan):
+    """Smallest S such that two of ``plan``'s products fit one 16 x 16 DSP (see
+    :class:`hw.mac_array.MACArray`), or None: every product ``w * a`` of the network lies in
+    ``[-2^(S-1), 2^(S-1))`` and ``w1 * 2^S + w0`` fits 16 signed bits."""
+    wlo, whi = plan.weight_range
+    alo, ahi = plan.mac_act_range
+    corners = [wlo * alo, wlo * ahi, whi * alo, whi * ahi]
+    plo, phi = min(corners), max(corners)
+    if plan.act_width > 16:
+        return None
+    for S in range(2, 16):
+        if -(1 << (S - 1)) <= plo and phi < (1 << (S - 1)):
+            if -(1 << 15) <= wlo * (1 << S) + wlo and whi * (1 << S) + whi < (1 << 15):
+                return S
+            return None
+    return None
+
+
 def memory_style(width, depth, *, rom):
     """``BLOCK_RAM`` or ``LOGIC`` attributes, whichever costs fewer logic cells.
 
@@ -90,7 +108,7 @@ def memory_style(width, depth, *, rom):
 
 class Accelerator(wiring.Component):
     def __init__(self, network, *, pe=8, simd=8, input_range=(0, 255), fuse_pools=True,
-                 input_mode="raw", input_stage="auto", dsp_lanes=DSP_LANES):
+                 input_mode="raw", input_stage="auto", dsp_lanes=DSP_LANES, dsp_pack=True):
         self.plan = plan = Plan(network, pe, simd, input_range, fuse_pools=fuse_pools,
                                 input_mode=input_mode, input_stage=input_stage)
         if not plan.stages:
@@ -100,6 +118,7 @@ class Accelerator(wiring.Component):
             raise ValueError(f"dsp_lanes must be an integer >= 0, not {dsp_lanes!r}")
         wide = plan.weight_width + plan.act_width >= DSP_MIN_PRODUCT_BITS
         self.dsp_lanes = min(dsp_lanes, pe * simd) if wide else 0
+        self.pack_shift = pack_shift(plan) if dsp_pack and self.dsp_lanes and pe >= 2 else None
         self.n_in, self.n_out = plan.n_in, plan.n_out
         super().__init__({
             "i": In(stream.Signature(signed(plan.raw_width))),
@@ -373,7 +392,7 @@ class Accelerator(wiring.Component):
 
         m.submodules.mac = mac = MACArray(pe=pe, simd=simd, weight_width=WB, act_width=A,
                                           acc_width=plan.acc_width, tag_width=tag_w,
-                                          dsp_lanes=self.dsp_lanes)
+                                          dsp_lanes=self.dsp_lanes, pack_shift=self.pack_shift)
         m.d.comb += [
             mac.i.valid.eq(v1 & ~is_pool),
             mac.i.payload.w.eq(w_lanes),

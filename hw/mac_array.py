@@ -13,6 +13,12 @@ are shift-and-add over the bits of the narrower operand (``w = -w[n-1] 2^(n-1) +
 which yosys keeps in LUTs. Small products (2 x 2 bits) are far cheaper in LUTs than a DSP, and the
 UP5K has 8 DSPs: a 32-lane array of 13-bit products cannot be mapped to DSPs alone.
 
+With ``pack_shift=S`` every DSP multiplier computes *two* lanes that share an activation, lanes
+``(k, s)`` and ``(k + 1, s)`` for even ``k``: ``P = a * (w0 + w1 * 2^S)`` (packed into 16 signed
+bits), ``a * w0 = sext(P[:S])`` and ``a * w1 = P[S:] + P[S - 1]``. Exact when every product
+``a * w`` lies in ``[-2^(S-1), 2^(S-1))`` and the packed weight fits 16 signed bits: the caller
+(:class:`hw.accelerator.Accelerator`) checks that on the network's real ranges.
+
 Members
 -------
 i : In(stream.Signature(StructLayout))
@@ -43,9 +49,15 @@ def shift_add_product(w, a, w_width, a_width):
 
 class MACArray(wiring.Component):
     def __init__(self, *, pe, simd, weight_width, act_width, acc_width, tag_width=1,
-                 dsp_lanes=None):
+                 dsp_lanes=None, pack_shift=None):
         if dsp_lanes is not None and (not isinstance(dsp_lanes, int) or dsp_lanes < 0):
             raise ValueError(f"dsp_lanes must be None or an integer >= 0, not {dsp_lanes!r}")
+        if pack_shift is not None and (not isinstance(pack_shift, int) or pack_shift < 2 or
+                                       pack_shift + weight_width > 16 or act_width > 16 or
+                                       pe < 2):
+            raise ValueError(f"pack_shift must be None or S >= 2 with S + weight_width <= 16, "
+                             f"act_width <= 16 and pe >= 2, not {pack_shift!r}")
+        self.pack_shift = pack_shift
         self.dsp_lanes = pe * simd if dsp_lanes is None else min(dsp_lanes, pe * simd)
         for name, v in (("pe", pe), ("simd", simd), ("weight_width", weight_width),
                         ("act_width", act_width), ("acc_width", acc_width),
@@ -95,11 +107,27 @@ class MACArray(wiring.Component):
                 p_last.eq(self.i.payload.last),
                 p_tag.eq(self.i.payload.tag),
             ]
+            done = set()
+            if self.pack_shift is not None:
+                S = self.pack_shift
+                pairs = [(k * simd + s, (k + 1) * simd + s, s)
+                         for k in range(0, pe - 1, 2) for s in range(simd)][:self.dsp_lanes]
+                for j0, j1, s in pairs:
+                    packed = Signal(signed(16), name=f"wpack_{j0}_{j1}")
+                    big = Signal(signed(16 + A), name=f"dsp_{j0}_{j1}")
+                    m.d.comb += [packed.eq((w_lane[j1] << S) + w_lane[j0]),
+                                 big.eq(packed * a_lane[s])]
+                    m.d.sync += [prods[j0].eq(big[:S].as_signed()),
+                                 prods[j1].eq(big[S:].as_signed() + big[S - 1])]
+                    done |= {j0, j1}
             for k in range(pe):
                 for s in range(simd):
                     j = k * simd + s
-                    m.d.sync += prods[j].eq(w_lane[j] * a_lane[s] if j < self.dsp_lanes else
-                                            shift_add_product(w_lane[j], a_lane[s], W, A))
+                    if j in done:
+                        continue
+                    m.d.sync += prods[j].eq(
+                        w_lane[j] * a_lane[s] if j < self.dsp_lanes and self.pack_shift is None
+                        else shift_add_product(w_lane[j], a_lane[s], W, A))
 
         # stage 2: adder tree + accumulate
         accs = [Signal(signed(self.acc_width), name=f"acc_{k}") for k in range(pe)]

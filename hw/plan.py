@@ -349,6 +349,11 @@ class Plan:
                               default=self.tap_width)
         macs = [s for s in self.stages if s.kind == "mac"]
         self.weight_width = max([2 if s.bipolar else s.weight_width for s in macs], default=2)
+        # real ranges of what meets in a multiplier (weights as decoded, activations with 0)
+        self.weight_range = (min([int(np.min(s.layer.weights)) for s in macs], default=0),
+                             max([int(np.max(s.layer.weights)) for s in macs], default=0))
+        self.mac_act_range = (min([s.in_range[0] for s in macs], default=0),
+                              max([s.in_range[1] for s in macs], default=0))
         self.acc_width = max([signed_bits(*s.acc_bound) for s in macs], default=2)
         self.cmp_width = self.acc_width + 1
         self.levels = max([s.levels for s in macs], default=0)

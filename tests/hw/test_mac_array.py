@@ -111,3 +111,44 @@ def test_lut_products_match_reference(dsp_lanes):
              for k in range(6)]
     beats[0] = (np.full(16, -8), np.full(4, -256), True, False)
     assert _run(4, 4, 4, 9, 16, beats, dsp_lanes=dsp_lanes) == _reference(4, 4, beats)
+
+
+@pytest.mark.parametrize("dsp_lanes", [3, None])
+def test_two_products_per_dsp_are_exact(dsp_lanes):
+    """pack_shift: one multiplier computes lanes (k, s) and (k + 1, s); extremes of the ranges
+    the packing is allowed for (|w| <= 7, a in 0..255, S = 12)."""
+    rng = np.random.default_rng(3)
+    beats = [(rng.integers(-7, 8, 16), rng.integers(0, 256, 4), k % 2 == 0, k % 2 == 1)
+             for k in range(6)]
+    beats[0] = (np.array([-7, 7] * 8), np.full(4, 255), True, False)
+    beats[1] = (np.array([7, -7] * 8), np.array([255, 0, 255, 1]), False, True)
+    got = _run_packed(4, 4, beats, dsp_lanes)
+    assert got == _reference(4, 4, beats)
+
+
+def _run_packed(pe, simd, beats, dsp_lanes):
+    dut = MACArray(pe=pe, simd=simd, weight_width=4, act_width=9, acc_width=16, tag_width=4,
+                   dsp_lanes=dsp_lanes, pack_shift=12)
+    out = []
+
+    async def producer(ctx):
+        for k, (w, a, first, last) in enumerate(beats):
+            await stream_put(ctx, dut.i, {"w": [int(v) for v in w], "a": [int(v) for v in a],
+                                          "first": first, "last": last, "tag": k % 16})
+
+    async def consumer(ctx):
+        for _ in range(sum(1 for b in beats if b[3])):
+            p = await stream_get(ctx, dut.o)
+            out.append(([int(p.acc[k]) for k in range(pe)], int(p.tag)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return out
+
+
+def test_pack_shift_is_checked():
+    with pytest.raises(ValueError, match="pack_shift"):
+        MACArray(pe=2, simd=2, weight_width=8, act_width=9, acc_width=20, pack_shift=12)

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import model_tools
-from hw.accelerator import BLOCK_RAM, LOGIC, Accelerator, memory_style
+from hw.accelerator import BLOCK_RAM, LOGIC, Accelerator, memory_style, pack_shift
 from hw.plan import Plan
 
 DEFAULT = Path(__file__).resolve().parents[2] / "model_tools" / "data" / "default.onnx"
@@ -22,7 +22,8 @@ def test_default_model_widths_and_dsp_lanes():
     plan = Plan(net, 4, 8)
     assert plan.im2col and plan.tap_width == 9 and plan.act_width == 9
     assert plan.feat_width == 3                               # later maps are 0..3
-    assert Accelerator(net, pe=4, simd=8).dsp_lanes == 8      # 4 x 9-bit products: 8 DSPs
+    acc = Accelerator(net, pe=4, simd=8)
+    assert acc.dsp_lanes == 8 and acc.pack_shift == 12        # 16 of the 32 lanes on 8 DSPs
     assert Accelerator(net, pe=4, simd=8, dsp_lanes=0).dsp_lanes == 0
 
 
@@ -31,3 +32,8 @@ def test_small_products_never_use_dsps():
         return
     net = model_tools.load_model(str(TFC))
     assert Accelerator(net, pe=8, simd=8).dsp_lanes == 0      # 2 x 2-bit products
+
+
+def test_pack_shift_needs_room_in_16_bits():
+    net = model_tools.load_model(str(DEFAULT))
+    assert pack_shift(Plan(net, 4, 8)) == 12                  # |w| <= 7, a <= 255: |w a| < 2^11
