@@ -98,16 +98,75 @@ def cmd_run(args) -> int:
         raise ThresherError(f"--trace {args.trace}: give a .vcd or .fst file name")
     net = load_network(args.model)
     x = load_array(args.input)
-    result = run_engine(net, x, args.engine, pe=args.pe, simd=args.simd, trace=args.trace)
+    if (args.engine == "board") != (args.port is not None):
+        raise ThresherError("--engine board needs --port, and --port needs --engine board")
+    result = run_engine(net, x, args.engine, pe=args.pe, simd=args.simd, trace=args.trace,
+                        port=args.port)
     for note in result.notes:
         print(f"thresher: note: {note}", file=sys.stderr)
     save_array(out, result.outputs)
     y = result.outputs
     print(f"wrote {out}: {y.shape[0]} outputs of shape {tuple(y.shape[1:])} ({result.engine} engine)")
     if result.cycles is not None and len(result.cycles):
-        print(f"{int(np.mean(result.cycles)):,} cycles per inference (PE={args.pe}, SIMD={args.simd})")
+        where = "" if args.engine == "board" else f" (PE={args.pe}, SIMD={args.simd})"
+        print(f"{int(np.mean(result.cycles)):,} cycles per inference{where}")
     if args.trace:
         print(f"wrote the waveform of the first input to {args.trace}")
+    return 0
+
+
+def cmd_build(args) -> int:
+    from hw.build import build
+    from model_tools.files import load_network
+    net = load_network(args.model)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ThresherError(f"{out}: exists and is not a directory")
+    if (args.pe is None) != (args.simd is None):
+        raise ThresherError("give both --pe and --simd, or neither (then the board decides)")
+    if args.clock is not None and not 1 <= args.clock <= 400:
+        raise ThresherError(f"--clock {args.clock}: give a frequency in MHz between 1 and 400")
+    report = build(net, args.board, out, pe=args.pe, simd=args.simd, clock_mhz=args.clock)
+    print(format_build(report))
+    print(f"\nwrote {out / report['bitstream']} and {out / 'report.json'}")
+    return 0
+
+
+def format_build(r: dict) -> str:
+    """The build report as a table, the same facts as report.json."""
+    rows = [
+        ("board", f"{r['board']} ({r['device']})"),
+        ("parallelism", f"PE={r['pe']} x SIMD={r['simd']}"),
+        ("clock / Fmax (routed)", f"{r['clock_mhz']} MHz / {r['fmax_mhz']} MHz"
+                                  + ("" if r.get("meets_timing", True) else "  (TIMING NOT MET)")),
+        ("cycles per inference", f"{r['cycles_per_inference']:,} (MAC bound "
+                                 f"{r['mac_bound_cycles']:,})"),
+        ("inferences per second", f"{r['inferences_per_s']:,} at {r['clock_mhz']} MHz"),
+        ("build seconds", f"{r['build_seconds']}"),
+    ] + [(f"  {k}", f"{v['used']:,} / {v['available']:,}")
+         for k, v in r["utilization"].items() if v["used"]]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def cmd_boards(args) -> int:
+    from hw.build import boards
+    from model_tools.report import format_table
+    rows = [{"board": b["board"], "device": b["device"], "clock": f"{b['clock_mhz']:g} MHz",
+             "logic": next(f"{v:,} {k}" for k, v in b["resources"].items()),
+             "block RAM": next((f"{v} {k}" for k, v in b["resources"].items()
+                                if k in ("ICESTORM_RAM", "DP16KD")), "-"),
+             "multipliers": next((f"{v} {k}" for k, v in b["resources"].items()
+                                  if k in ("ICESTORM_DSP", "MULT18X18D")), "-"),
+             "note": b.get("note", "")} for b in boards()]
+    columns = [(k, k) for k in rows[0]]
+    print(format_table(rows, columns))
+    return 0
+
+
+def cmd_program(args) -> int:
+    from hw.build import program
+    program(args.board, Path(args.dir), dry_run=args.dry_run)
     return 0
 
 
@@ -224,7 +283,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="golden (integer numpy), rtl (Verilator, else Amaranth's simulator), pysim")
     _parallelism_options(r)
     r.add_argument("--trace", metavar="FILE.vcd", help="dump the waveform of the first input")
+    r.add_argument("--port", help="--engine board: the board's serial port (e.g. /dev/ttyUSB1)")
     r.set_defaults(func=cmd_run)
+
+    bl = sub.add_parser("build", help="a bitstream for a board (yosys + nextpnr from pip)")
+    bl.add_argument("model", help="QONNX file (.onnx) or a compiled directory")
+    bl.add_argument("--board", required=True, help="see 'thresher boards'")
+    bl.add_argument("-o", "--out", required=True, metavar="DIR")
+    bl.add_argument("--pe", type=_power_of_two, help="override the board's automatic choice")
+    bl.add_argument("--simd", type=_power_of_two, help="override the board's automatic choice")
+    bl.add_argument("--clock", type=float, metavar="MHZ", help="run from a PLL at this clock")
+    bl.set_defaults(func=cmd_build)
+
+    bo = sub.add_parser("boards", help="list the supported boards")
+    bo.set_defaults(func=cmd_boards)
+
+    pr = sub.add_parser("program", help="load a built bitstream onto its board (openFPGALoader)")
+    pr.add_argument("dir", metavar="DIR", help="a directory written by 'thresher build'")
+    pr.add_argument("--board", required=True)
+    pr.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
+    pr.set_defaults(func=cmd_program)
 
     v = sub.add_parser("verify", help="random networks on golden vs Verilator (and pysim)")
     v.add_argument("--random", type=_positive, required=True, metavar="N", help="how many networks")

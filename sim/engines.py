@@ -17,7 +17,7 @@ from model_tools.errors import ThresherError
 
 __all__ = ["ENGINES", "EngineResult", "run_engine"]
 
-ENGINES = ("golden", "rtl", "pysim")
+ENGINES = ("golden", "rtl", "pysim", "board")
 
 
 @dataclass
@@ -39,7 +39,7 @@ def _raw_integers(x: np.ndarray, input_range) -> np.ndarray:
 
 
 def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd: int = 8,
-               trace=None, input_range=(0, 255)) -> EngineResult:
+               trace=None, input_range=(0, 255), port=None) -> EngineResult:
     """Run the raw input batch ``x`` on ``engine``; see the module docstring."""
     if engine not in ENGINES:
         raise ThresherError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
@@ -51,6 +51,11 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
     golden._check_input(net, x)              # shape and NaN checks, same messages as golden
     raw = _raw_integers(np.asarray(x, dtype=np.float64), input_range)
     notes = []
+    if engine == "board":
+        from .host import run_board
+        ints, cycles = run_board(net, raw, port, return_cycles=True)
+        return EngineResult(golden.dequantize(net, ints), np.asarray(ints), f"board ({port})",
+                            np.asarray(cycles))
     if engine == "rtl":
         from . import verilator
         if verilator.available():

