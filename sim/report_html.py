@@ -57,7 +57,10 @@ def _bars_per_layer(layers: list[dict]) -> str:
 
 def _resource_bars(utilization: dict) -> str:
     """Horizontal bars: used / available for each resource nextpnr reports (used ones first)."""
-    rows = [(k, v["used"], v["available"]) for k, v in utilization.items() if v.get("available")]
+    main = ("ICESTORM_LC", "ICESTORM_RAM", "ICESTORM_DSP", "ICESTORM_SPRAM", "TRELLIS_COMB",
+            "TRELLIS_FF", "DP16KD", "MULT18X18D")
+    rows = [(k, v["used"], v["available"]) for k, v in utilization.items()
+            if v.get("available") and (v["used"] or k in main)]
     rows.sort(key=lambda r: -r[1] / r[2])
     if not rows:
         return "<p>(no build)</p>"
@@ -69,7 +72,7 @@ def _resource_bars(utilization: dict) -> str:
         y = 5 + i * row_h
         frac = used / avail
         colour = _RED if frac > 0.95 else _ORANGE if frac > 0.8 else _BLUE
-        span = width - left - 110
+        span = width - left - 160
         out.append(f'<text x="{left - 8}" y="{y + 15}" text-anchor="end" font-size="12">'
                    f'{_esc(name)}</text>')
         out.append(f'<rect x="{left}" y="{y + 3}" width="{span}" height="{row_h - 8}" fill="#eee"/>')
@@ -83,7 +86,7 @@ def _resource_bars(utilization: dict) -> str:
 
 def _confusion(matrix: list[list[int]]) -> str:
     n = len(matrix)
-    cell, left, top = 34, 40, 30
+    cell, left, top = 34, 40, 42
     size = left + n * cell + 10
     peak = max(max(row) for row in matrix) or 1
     out = [f'<svg viewBox="0 0 {size} {size + 10}" width="{size}" height="{size + 10}" role="img" '
