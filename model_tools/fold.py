@@ -116,17 +116,32 @@ def _targets(q: Quantize, channels: int) -> tuple[np.ndarray, int, int]:
     return np.broadcast_to(targets, (channels, levels)).copy(), q.q_min, q.step
 
 
-def _trim(values: np.ndarray, lo: np.ndarray, hi: np.ndarray, offset: int, step: int):
-    """Drop levels whose threshold is always (<= lo) or never (> hi) passed in every channel."""
-    always = values <= lo[:, None]
-    never = values > hi[:, None]
+def _bisect(level, lo: np.ndarray, hi: np.ndarray, targets: np.ndarray):
+    """Per element, the smallest key in ``[lo, hi]`` whose ``level(key) >= target`` (``level`` is
+    monotone non-decreasing). Returns ``(always, never, key)``: ``always`` where even ``lo``
+    reaches the target, ``never`` where not even ``hi`` does (``key`` is meaningful elsewhere)."""
+    always = level(lo) >= targets
+    never = level(hi) < targets
+    active = ~(always | never)
+    # invariant on active elements: level(lo) < target <= level(hi)
+    while ((hi - lo > 1) & active).any():
+        mid = lo + (hi - lo) // 2
+        up = level(mid) >= targets
+        hi = np.where(active & up, mid, hi)
+        lo = np.where(active & ~up, mid, lo)
+    return always, never, hi
+
+
+def _kept_levels(always: np.ndarray, never: np.ndarray) -> slice:
+    """The levels worth a comparator: drop those always passed (leading) or never passed
+    (trailing) in every channel; the caller adds the dropped leading ones to the offset."""
     first = 0
-    while first < values.shape[1] and always[:, first].all():
+    while first < always.shape[1] and always[:, first].all():
         first += 1
-    last = values.shape[1]
+    last = always.shape[1]
     while last > first and never[:, last - 1].all():
         last -= 1
-    return values[:, first:last], offset + step * first
+    return slice(first, last)
 
 
 def _integer_thresholds(chain: _Chain, y_lo: np.ndarray, y_hi: np.ndarray, scale: np.ndarray,
@@ -142,27 +157,15 @@ def _integer_thresholds(chain: _Chain, y_lo: np.ndarray, y_hi: np.ndarray, scale
     v_hi = np.where(direction > 0, y_hi, -y_lo)[:, None]
 
     def level(v):                                   # v: int64 (C, L) in the compared domain
-        y = (d * v).astype(np.float64)
-        return chain.evaluate(y * scale[:, None] + bias[:, None]) if bias is not None \
-            else chain.evaluate(y * scale[:, None])
+        y = (d * v).astype(np.float64) * scale[:, None]
+        return chain.evaluate(y if bias is None else y + bias[:, None])
 
-    lo = np.broadcast_to(v_lo, targets.shape).copy()
-    hi = np.broadcast_to(v_hi, targets.shape).copy()
-    always = level(lo) >= targets
-    never = level(hi) < targets
-    # invariant: level(lo) < target <= level(hi); find the smallest v with level(v) >= target
-    active = ~(always | never)
-    while True:
-        gap = (hi - lo) > 1
-        if not (gap & active).any():
-            break
-        mid = lo + (hi - lo) // 2
-        up = level(mid) >= targets
-        hi = np.where(active & gap & up, mid, hi)
-        lo = np.where(active & gap & ~up, mid, lo)
-    values = np.where(always, v_lo, np.where(never, v_hi + 1, hi))
-    values, offset = _trim(values, v_lo[:, 0], v_hi[:, 0], offset, step)
-    return Thresholds(values, direction, offset, step)
+    always, never, first_up = _bisect(level, np.broadcast_to(v_lo, targets.shape).copy(),
+                                      np.broadcast_to(v_hi, targets.shape).copy(), targets)
+    # thresholds clamped into [v_lo, v_hi + 1]: exact for every reachable accumulator
+    values = np.where(always, v_lo, np.where(never, v_hi + 1, first_up))
+    kept = _kept_levels(always, never)
+    return Thresholds(values[:, kept], direction, offset + step * kept.start, step)
 
 
 # float32 ordering keys, for bisection over every float32 value
@@ -188,23 +191,11 @@ def _input_thresholds(chain: _Chain) -> Thresholds:
     lo = np.full(targets.shape, -_F32_INF_KEY - 1, dtype=np.int64)
     hi = np.full(targets.shape, _F32_INF_KEY, dtype=np.int64)
     with np.errstate(all="ignore"):
-        always = level(lo) >= targets
-        never = level(hi) < targets
-        active = ~(always | never)
-        while ((hi - lo > 1) & active).any():
-            mid = lo + (hi - lo) // 2
-            up = level(mid) >= targets
-            hi = np.where(active & up, mid, hi)
-            lo = np.where(active & ~up, mid, lo)
-    values = np.where(always, -np.inf, np.where(never, np.nan, _f32_from_key(hi))).astype(np.float32)
-    # trim levels never reached / always passed by any channel
-    first = 0
-    while first < values.shape[1] and always[:, first].all():
-        first += 1
-    last = values.shape[1]
-    while last > first and never[:, last - 1].all():
-        last -= 1
-    return Thresholds(values[:, first:last], direction, offset + step * first, step)
+        always, never, first_up = _bisect(level, lo, hi, targets)
+    values = np.where(always, -np.inf, np.where(never, np.nan, _f32_from_key(first_up)))
+    kept = _kept_levels(always, never)
+    return Thresholds(values[:, kept].astype(np.float32), direction, offset + step * kept.start,
+                      step)
 
 
 # -- the fold --------------------------------------------------------------------------------------

@@ -64,7 +64,6 @@ def random_network(rng, in_shape=(1, 8, 8), spec=(("conv", 8, 3, 1, 1), ("dense"
     rng_in = (offset, offset + step * levels)
     shape = tuple(in_shape)
     layers = []
-    mac_positions = [i for i, s in enumerate(spec) if s[0] in ("conv", "dense")]
     for i, s in enumerate(spec):
         if s[0] == "pool":
             _, k, st = s
