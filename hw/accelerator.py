@@ -149,6 +149,7 @@ class Accelerator(wiring.Component):
         m.submodules.gen = gen = WindowGenerator(plan, gap=GAP_CYCLES)
         busy = Signal()
         loaded = Signal(range(plan.n_in + 1))
+        full = Signal()                  # == (loaded == n_in), kept as a flag (timing)
         inflight = Signal(2)             # loader beats in its 2-cycle pipeline
         running = Signal()
         out_phase = Signal()
@@ -160,11 +161,11 @@ class Accelerator(wiring.Component):
 
         # ---- input loader ----------------------------------------------------------------------
         # accepted beat -> (2 cycles) -> q_valid / q_value, whatever the input stage
-        accept = ~running & ~out_phase & (loaded != plan.n_in)
+        accept = ~running & ~out_phase & ~full
         m.d.comb += self.i.ready.eq(accept)
         take = self.i.valid & accept
         with m.If(take):
-            m.d.sync += loaded.eq(loaded + 1)
+            m.d.sync += [loaded.eq(loaded + 1), full.eq(loaded == plan.n_in - 1)]
         m.d.sync += inflight.eq(Cat(take, inflight[0]))
         q_valid = Signal()
         q_value = Signal(signed(A))
@@ -336,13 +337,20 @@ class Accelerator(wiring.Component):
         m.submodules.wrom = wrom = Memory(shape=unsigned(wwidth), depth=len(words), init=words,
                                           attrs=memory_style(wwidth, len(words), rom=True))
         w_rd = wrom.read_port()
-        m.d.comb += w_rd.addr.eq(cmd.waddr + Array(wbase.get(s.index, 0) for s in stages)[cmd.stage])
+        # read one cycle later than the feature RAM (address from cmd1): the weights arrive with
+        # the registered activations (t2) at no register cost
+        m.d.comb += w_rd.addr.eq(cmd1.waddr +
+                                 Array(wbase.get(s.index, 0) for s in stages)[cmd1.stage])
         wdata = {s.index: w_rd.data for s in mac_stages}
         tdata = {}
         # decoded weights for the array, by stage
         WB = plan.weight_width
         w_lanes = Signal(data.ArrayLayout(signed(WB), pe * simd))
-        with m.Switch(cmd1.stage):
+        # t1 -> t2: lane select and mask registered in front of the array (cmd2, a2)
+        cmd2 = Signal.like(cmd)
+        v2 = Signal()
+        m.d.sync += [cmd2.eq(cmd1), v2.eq(v1)]
+        with m.Switch(cmd2.stage):
             for s in mac_stages:
                 with m.Case(s.index):
                     d, ww = wdata[s.index], s.weight_width
@@ -378,38 +386,40 @@ class Accelerator(wiring.Component):
             chunks = Array(Cat(*window[j * simd:(j + 1) * simd]) for j in range(nchunks))
             with m.If(cmd1.stage == 0):
                 m.d.comb += raw_lanes.eq(chunks[cmd1.chunk])
+        a2 = Signal.like(a_lanes)
         for k in range(simd):
             m.d.comb += a_lanes[k].eq(Mux(cmd1.mask[k], raw_lanes[k], 0))
+        m.d.sync += a2.eq(a_lanes)
 
-        is_pool = Array(Const(s.kind == "pool", 1) for s in stages)[cmd1.stage]
+        is_pool = Array(Const(s.kind == "pool", 1) for s in stages)[cmd2.stage]
 
         # tag carried through the array: stage, group, output address and lane
         tag_fields = ("stage", "group", "oaddr", "olane", "pfirst", "plast", "pskip", "pbaddr")
         tag_layout = data.StructLayout({f: getattr(cmd, f).shape() for f in tag_fields})
         tag_w = tag_layout.size
-        tag1 = Signal(tag_layout)
-        m.d.comb += [getattr(tag1, f).eq(getattr(cmd1, f)) for f in tag_fields]
+        tag2 = Signal(tag_layout)
+        m.d.comb += [getattr(tag2, f).eq(getattr(cmd2, f)) for f in tag_fields]
 
         m.submodules.mac = mac = MACArray(pe=pe, simd=simd, weight_width=WB, act_width=A,
                                           acc_width=plan.acc_width, tag_width=tag_w,
                                           dsp_lanes=self.dsp_lanes, pack_shift=self.pack_shift)
         m.d.comb += [
-            mac.i.valid.eq(v1 & ~is_pool),
+            mac.i.valid.eq(v2 & ~is_pool),
             mac.i.payload.w.eq(w_lanes),
-            mac.i.payload.a.eq(a_lanes),
-            mac.i.payload.first.eq(cmd1.first),
-            mac.i.payload.last.eq(cmd1.last),
-            mac.i.payload.tag.eq(tag1),
+            mac.i.payload.a.eq(a2),
+            mac.i.payload.first.eq(cmd2.first),
+            mac.i.payload.last.eq(cmd2.last),
+            mac.i.payload.tag.eq(tag2),
             mac.o.ready.eq(1),
         ]
         m.submodules.pool = pool = MaxPoolUnit(lanes=simd, width=A, tag_width=tag_w)
         m.d.comb += [
-            pool.i.valid.eq(v1 & is_pool),
-            pool.i.payload.a.eq(a_lanes),
-            pool.i.payload.valid.eq(cmd1.mask),
-            pool.i.payload.first.eq(cmd1.first),
-            pool.i.payload.last.eq(cmd1.last),
-            pool.i.payload.tag.eq(tag1),
+            pool.i.valid.eq(v2 & is_pool),
+            pool.i.payload.a.eq(a2),
+            pool.i.payload.valid.eq(cmd2.mask),
+            pool.i.payload.first.eq(cmd2.first),
+            pool.i.payload.last.eq(cmd2.last),
+            pool.i.payload.tag.eq(tag2),
             pool.o.ready.eq(1),
         ]
 
@@ -568,7 +578,7 @@ class Accelerator(wiring.Component):
             with m.If(self.start):
                 m.d.sync += [busy.eq(1), waiting.eq(1), count.eq(1)]
         with m.Elif(waiting):
-            with m.If((loaded == plan.n_in) & (inflight == 0) & ~q_valid):
+            with m.If(full & (inflight == 0) & ~q_valid):
                 m.d.comb += gen.start.eq(1)
                 m.d.sync += [waiting.eq(0), running.eq(1)]
         with m.Elif(running):
@@ -579,6 +589,6 @@ class Accelerator(wiring.Component):
                     m.d.sync += ptr.eq(0)
         with m.Elif(out_phase):
             with m.If((rd_left == 0) & (~o_valid | self.o.ready)):
-                m.d.sync += [out_phase.eq(0), busy.eq(0), self.done.eq(1), loaded.eq(0),
+                m.d.sync += [out_phase.eq(0), busy.eq(0), self.done.eq(1), loaded.eq(0), full.eq(0),
                              self.cycles.eq(count)] + loader_reset
         return m

@@ -144,8 +144,23 @@ class WindowGenerator(wiring.Component):
         gap = Signal(range(self.gap + 1))
         running = Signal()
 
+        # "counter at its last value" flags, kept in registers: the loop-advance chain (and the
+        # enables it drives) then does not go through the per-stage bound muxes and comparators
+        cg_l, kx_l, ky_l, g_l, ow_l, oh_l = (Signal(name=f"{n}_last")
+                                             for n in ("cg", "kx", "ky", "g", "ow", "oh"))
+
+        def stage_flags(idx):
+            def at(fn):
+                vals = [int(fn(s)) for s in stages]
+                return Const(vals[idx], 1) if isinstance(idx, int) else Array(vals)[idx]
+            return [cg_l.eq(at(lambda s: s.loops[3] == 1)), kx_l.eq(at(lambda s: s.loops[2] == 1)),
+                    ky_l.eq(at(lambda s: s.loops[1] == 1)), g_l.eq(at(lambda s: s.loops[0] == 1)),
+                    ow_l.eq(at(lambda s: s.conv_geom[2] == 1)),
+                    oh_l.eq(at(lambda s: s.conv_geom[1] == 1))]
+
         def load_stage(idx_value, ptr_value, pad_t, pad_l):
-            return [oh.eq(0), ow.eq(0), g.eq(0), ky.eq(0), kx.eq(0), cg.eq(0), pix.eq(0),
+            return stage_flags(idx_value) + [
+                    oh.eq(0), ow.eq(0), g.eq(0), ky.eq(0), kx.eq(0), cg.eq(0), pix.eq(0),
                     poh.eq(0), pow_.eq(0), pbptr.eq(0),
                     waddr.eq(0), rptr.eq(ptr_value), wptr.eq(ptr_value), tptr.eq(ptr_value),
                     ih0.eq(-pad_t), iw0.eq(-pad_l)]
@@ -169,7 +184,7 @@ class WindowGenerator(wiring.Component):
             c.waddr.eq(waddr),
             c.group.eq(g),
             c.first.eq((ky == 0) & (kx == 0) & (cg == 0)),
-            c.last.eq((ky == KH) & (kx == KW) & (cg == NC)),
+            c.last.eq(ky_l & kx_l & cg_l),
             c.mask.eq(mask_regular),
         ]
         # output word and lane offset
@@ -228,39 +243,43 @@ class WindowGenerator(wiring.Component):
                 with m.If(stage == len(stages) - 1):
                     m.d.sync += running.eq(0)
                 with m.Else():
-                    nxt = stage + 1
+                    nxt = Signal.like(stage)
+                    m.d.comb += nxt.eq(stage + 1)
                     m.d.sync += stage.eq(nxt)
-                    m.d.sync += load_stage(None, Array(ptr0(s) for s in stages)[nxt],
+                    m.d.sync += load_stage(nxt, Array(ptr0(s) for s in stages)[nxt],
                                            Array(s.pad_tl[0] for s in stages)[nxt],
                                            Array(s.pad_tl[1] for s in stages)[nxt])
             m.d.sync += gap.eq(gap - 1)
         with m.Elif(self.o.ready):
             m.d.sync += waddr.eq(waddr + 1)
-            with m.If(cg != NC):
-                m.d.sync += cg.eq(cg + 1)
+            with m.If(~cg_l):
+                m.d.sync += [cg.eq(cg + 1), cg_l.eq(cg + 1 == NC)]
             with m.Else():
-                m.d.sync += cg.eq(0)
-                with m.If(kx != KW):
-                    m.d.sync += [kx.eq(kx + 1), tptr.eq(tptr + GV)]
-                with m.Elif(ky != KH):
-                    m.d.sync += [kx.eq(0), ky.eq(ky + 1), tptr.eq(tptr + D_KY)]
+                m.d.sync += [cg.eq(0), cg_l.eq(NC == 0)]
+                with m.If(~kx_l):
+                    m.d.sync += [kx.eq(kx + 1), kx_l.eq(kx + 1 == KW), tptr.eq(tptr + GV)]
+                with m.Elif(~ky_l):
+                    m.d.sync += [kx.eq(0), kx_l.eq(KW == 0), ky.eq(ky + 1),
+                                 ky_l.eq(ky + 1 == KH), tptr.eq(tptr + D_KY)]
                 with m.Else():
-                    m.d.sync += [kx.eq(0), ky.eq(0), tptr.eq(wptr)]
-                    with m.If(g != NG):
-                        m.d.sync += g.eq(g + 1)
+                    m.d.sync += [kx.eq(0), ky.eq(0), kx_l.eq(KW == 0), ky_l.eq(KH == 0),
+                                 tptr.eq(wptr)]
+                    with m.If(~g_l):
+                        m.d.sync += [g.eq(g + 1), g_l.eq(g + 1 == NG)]
                     with m.Else():
-                        m.d.sync += [g.eq(0), waddr.eq(0), pix.eq(pix + 1),
+                        m.d.sync += [g.eq(0), g_l.eq(NG == 0), waddr.eq(0), pix.eq(pix + 1),
                                      optr.eq(optr + GVO)]
-                        with m.If(ow != WO):
-                            m.d.sync += [ow.eq(ow + 1), iw0.eq(iw0 + SW),
+                        with m.If(~ow_l):
+                            m.d.sync += [ow.eq(ow + 1), ow_l.eq(ow + 1 == WO), iw0.eq(iw0 + SW),
                                          wptr.eq(wptr + D_OW), tptr.eq(wptr + D_OW)]
                             with m.If(pow_ != PKW):
                                 m.d.sync += pow_.eq(pow_ + 1)
                             with m.Else():
                                 m.d.sync += [pow_.eq(0), pbptr.eq(pbptr + NG + 1),
                                              pptr.eq(pptr + GVO)]
-                        with m.Elif(oh != HO):
-                            m.d.sync += [ow.eq(0), oh.eq(oh + 1), iw0.eq(-PAD_L),
+                        with m.Elif(~oh_l):
+                            m.d.sync += [ow.eq(0), ow_l.eq(WO == 0), oh.eq(oh + 1),
+                                         oh_l.eq(oh + 1 == HO), iw0.eq(-PAD_L),
                                          ih0.eq(ih0 + SH), rptr.eq(rptr + D_OH),
                                          wptr.eq(rptr + D_OH), tptr.eq(rptr + D_OH),
                                          pow_.eq(0), pbptr.eq(0)]
