@@ -95,6 +95,32 @@ def pack_shift(plan):
     return None
 
 
+def prenegate_thresholds(width, words, *, pe, levels, cmp_width):
+    """A threshold ROM image (:func:`hw.images.threshold_image`) for
+    ``ThresholdUnit(prenegated=True)``: every threshold ``T`` of a negative lane becomes ``1 - T``
+    (``-acc >= T`` iff ``not (acc >= 1 - T)``). The clamped thresholds lie in ``[-M, M + 1]`` with
+    ``M < 2^(cmp_width - 2)``, so ``1 - T`` fits; out-of-range values are clamped to the extreme
+    that keeps the comparison's (constant) outcome."""
+    cw, mask = cmp_width, (1 << cmp_width) - 1
+    lane_bits = 1 + levels * cw
+    hi, lo = (1 << (cw - 1)) - 1, -(1 << (cw - 1))
+    out = []
+    for word in words:
+        new = word
+        for k in range(pe):
+            base = k * lane_bits
+            if not (word >> base) & 1:
+                continue
+            for j in range(levels):
+                sh = base + 1 + j * cw
+                t = (word >> sh) & mask
+                t -= (1 << cw) if t >> (cw - 1) else 0
+                v = min(max(1 - t, lo), hi)
+                new = (new & ~(mask << sh)) | ((v & mask) << sh)
+        out.append(new)
+    return width, out
+
+
 def memory_style(width, depth, *, rom):
     """``BLOCK_RAM`` or ``LOGIC`` attributes, whichever costs fewer logic cells.
 
@@ -341,7 +367,6 @@ class Accelerator(wiring.Component):
         # the registered activations (t2) at no register cost
         m.d.comb += w_rd.addr.eq(cmd1.waddr +
                                  Array(wbase.get(s.index, 0) for s in stages)[cmd1.stage])
-        wdata = {s.index: w_rd.data for s in mac_stages}
         tdata = {}
         # decoded weights for the array, by stage
         WB = plan.weight_width
@@ -350,14 +375,29 @@ class Accelerator(wiring.Component):
         cmd2 = Signal.like(cmd)
         v2 = Signal()
         m.d.sync += [cmd2.eq(cmd1), v2.eq(v1)]
-        with m.Switch(cmd2.stage):
-            for s in mac_stages:
-                with m.Case(s.index):
-                    d, ww = wdata[s.index], s.weight_width
-                    for k in range(pe * simd):
-                        bits = d[k * ww:(k + 1) * ww]
-                        m.d.comb += w_lanes[k].eq(Mux(bits[0], 1, -1) if s.bipolar
-                                                  else bits.as_signed())
+        # one decoder per distinct (width, bipolar) format; stages select among them. Pool
+        # stages never reach the array (mac.i.valid low), so they take any of them: no zero
+        # default, and no stage mux at all when every MAC stage stores its weights alike
+        formats = []
+        for s in mac_stages:
+            if (s.weight_width, s.bipolar) not in [f for f, _ in formats]:
+                formats.append(((s.weight_width, s.bipolar), []))
+            [idx for f, idx in formats if f == (s.weight_width, s.bipolar)][0].append(s.index)
+
+        def decode(ww, bipolar):
+            d = w_rd.data
+            return [Mux(d[k * ww], 1, -1) if bipolar else d[k * ww:(k + 1) * ww].as_signed()
+                    for k in range(pe * simd)]
+
+        if len(formats) == 1:
+            for k, v in enumerate(decode(*formats[0][0])):
+                m.d.comb += w_lanes[k].eq(v)
+        else:
+            with m.Switch(cmd2.stage):
+                for n, ((ww, bipolar), idx) in enumerate(formats):
+                    with (m.Default() if n == len(formats) - 1 else m.Case(*idx)):
+                        for k, v in enumerate(decode(ww, bipolar)):
+                            m.d.comb += w_lanes[k].eq(v)
 
         # activations (SIMD lanes) of this beat
         a_lanes = Signal(data.ArrayLayout(signed(A), simd))
@@ -424,18 +464,22 @@ class Accelerator(wiring.Component):
         ]
 
         # ---- accumulators -> thresholds ------------------------------------------------------
-        acc_r = Signal.like(mac.o.payload.acc)
-        tag_r = Signal(tag_layout)
-        acc_v = Signal()
-        m.d.sync += [acc_r.eq(mac.o.payload.acc), tag_r.eq(mac.o.payload.tag),
-                     acc_v.eq(mac.o.valid)]
+        # the threshold ROM is read with the tag of the beat in the array's adder stage, so its
+        # word arrives with the accumulators (no register stage between array and comparators)
+        acc_r = mac.o.payload.acc
+        tag_r = tag_layout(mac.o.payload.tag)
+        acc_v = mac.o.valid
         L = max(plan.levels, 1)
         cw = plan.cmp_width
         m.submodules.thr = thr = ThresholdUnit(lanes=pe, acc_width=plan.acc_width, cmp_width=cw,
-                                               levels=L, out_width=A, tag_width=tag_w)
+                                               levels=L, out_width=A, tag_width=tag_w,
+                                               prenegated=True)
         never = (1 << (cw - 1)) - 1
+        lowest = -(1 << (cw - 1))
         act_stages = [s for s in mac_stages if s.levels >= 1]
-        timages = {s.index: threshold_image(plan, s) for s in act_stages}
+        timages = {s.index: prenegate_thresholds(*threshold_image(plan, s), pe=pe,
+                                                 levels=s.levels, cmp_width=cw)
+                   for s in act_stages}
         tbase, twords = {}, []
         for s in act_stages:
             tbase[s.index] = len(twords)
@@ -446,9 +490,12 @@ class Accelerator(wiring.Component):
                 shape=unsigned(twidth), depth=len(twords), init=twords,
                 attrs=memory_style(twidth, len(twords), rom=True))
             t_rd = trom.read_port()
-            mtag = tag_layout(mac.o.payload.tag)
-            m.d.comb += t_rd.addr.eq(mtag.group +
-                                     Array(tbase.get(s.index, 0) for s in stages)[mtag.stage])
+            # (group, stage) of the beat in the array's adder stage, i.e. of o.payload.tag on the
+            # next cycle (the array's product stage always advances: mac.o.ready is 1)
+            t_group, t_stage = Signal.like(tag2.group), Signal.like(tag2.stage)
+            m.d.sync += [t_group.eq(tag2.group), t_stage.eq(tag2.stage)]
+            m.d.comb += t_rd.addr.eq(t_group +
+                                     Array(tbase.get(s.index, 0) for s in stages)[t_stage])
             tdata = {s.index: t_rd.data for s in act_stages}
         has_act = Array(Const(s.kind == "mac" and s.levels >= 1, 1) for s in stages)[tag_r.stage]
         m.d.comb += [thr.i.valid.eq(acc_v & has_act), thr.i.payload.acc.eq(acc_r),
@@ -463,9 +510,10 @@ class Accelerator(wiring.Component):
                         base = k * lane_bits
                         m.d.comb += thr.i.payload.neg[k].eq(d[base])
                         for j in range(L):
+                            # unused slots: a comparison that never counts, in either direction
                             m.d.comb += thr.i.payload.thr[k][j].eq(
                                 d[base + 1 + j * cw:base + 1 + (j + 1) * cw].as_signed()
-                                if j < s.levels else never)
+                                if j < s.levels else Mux(d[base], lowest, never))
             with m.Default():
                 for k in range(pe):
                     for j in range(L):

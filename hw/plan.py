@@ -39,7 +39,7 @@ __all__ = ["Stage", "Plan", "predict_cycles", "mac_bound_cycles", "ceil_div",
 
 # Cycle-model constants, measured on the RTL (tests/hw/test_cycles.py checks them):
 START_CYCLES = 1     # start pulse -> busy (the generator starts on the next cycle)
-GAP_CYCLES = 6       # per stage: the last issue reaches the feature RAM write port 6 cycles later
+GAP_CYCLES = 5       # per stage: the last issue reaches the feature RAM write port 5 cycles later
 END_CYCLES = 3       # last output beat -> done
 
 

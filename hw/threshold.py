@@ -15,6 +15,11 @@ Constant channels need nothing special: their thresholds lie outside the reachab
 to ``[-M, M + 1]`` by :mod:`hw.images`), so every comparison has a fixed outcome. Ties count
 (``>=``). Unused threshold slots hold the largest representable value, which no ``d * acc`` reaches.
 
+With ``prenegated=True`` the caller has already folded the direction into the thresholds of the
+negative lanes (``T' = 1 - T``: ``-acc >= T`` is ``not (acc >= T')``), and the unit counts
+``#{ j : (acc[k] >= thr[k][j]) xor neg[k] }``: no negation of the accumulator (one adder per lane
+less, and one adder less on the path).
+
 Members
 -------
 i : In(stream.Signature(StructLayout))
@@ -34,7 +39,8 @@ __all__ = ["ThresholdUnit"]
 
 
 class ThresholdUnit(wiring.Component):
-    def __init__(self, *, lanes, acc_width, cmp_width, levels, out_width, tag_width=1):
+    def __init__(self, *, lanes, acc_width, cmp_width, levels, out_width, tag_width=1,
+                 prenegated=False):
         for name, v, least in (("lanes", lanes, 1), ("acc_width", acc_width, 1),
                                ("levels", levels, 1), ("out_width", out_width, 1),
                                ("tag_width", tag_width, 1)):
@@ -44,6 +50,7 @@ class ThresholdUnit(wiring.Component):
             raise ValueError(f"cmp_width must be at least acc_width + 1, not {cmp_width!r}")
         self.lanes, self.acc_width, self.cmp_width = lanes, acc_width, cmp_width
         self.levels, self.out_width, self.tag_width = levels, out_width, tag_width
+        self.prenegated = bool(prenegated)
         in_layout = data.StructLayout({
             "acc": data.ArrayLayout(signed(acc_width), lanes),
             "thr": data.ArrayLayout(data.ArrayLayout(signed(cmp_width), levels), lanes),
@@ -73,7 +80,11 @@ class ThresholdUnit(wiring.Component):
             ]
             for k in range(self.lanes):
                 y = p.acc[k].as_signed()
-                dy = Mux(p.neg[k], -y, y)
-                count = balanced_sum((dy >= p.thr[k][j]).as_unsigned() for j in range(self.levels))
+                if self.prenegated:
+                    hits = [(y >= p.thr[k][j]) ^ p.neg[k] for j in range(self.levels)]
+                else:
+                    dy = Mux(p.neg[k], -y, y)
+                    hits = [dy >= p.thr[k][j] for j in range(self.levels)]
+                count = balanced_sum(h.as_unsigned() for h in hits)
                 m.d.sync += self.o.payload.value[k].eq(p.offset + p.step * count)
         return m

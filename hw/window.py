@@ -232,12 +232,15 @@ class WindowGenerator(wiring.Component):
         # ---- sequencing ------------------------------------------------------------------------
         m.d.comb += [self.o.valid.eq(running & (gap == 0)), self.busy.eq(running)]
         with m.If(~running):
+            # idle: hold stage 0's initial state, so that ``start`` only has to set ``running``
+            # (no enable fan-out from the start condition)
+            m.d.sync += [stage.eq(0), gap.eq(0)]
+            m.d.sync += load_stage(0, stages[0].in_base -
+                                   (stages[0].pad_tl[0] * stages[0].in_geom[2] +
+                                    stages[0].pad_tl[1]) * stages[0].in_words,
+                                   stages[0].pad_tl[0], stages[0].pad_tl[1])
             with m.If(self.start):
-                m.d.sync += [running.eq(1), stage.eq(0), gap.eq(0)]
-                m.d.sync += load_stage(0, stages[0].in_base -
-                                       (stages[0].pad_tl[0] * stages[0].in_geom[2] +
-                                        stages[0].pad_tl[1]) * stages[0].in_words,
-                                       stages[0].pad_tl[0], stages[0].pad_tl[1])
+                m.d.sync += running.eq(1)
         with m.Elif(gap != 0):
             with m.If(gap == 1):
                 with m.If(stage == len(stages) - 1):
@@ -291,7 +294,7 @@ class WindowGenerator(wiring.Component):
                         with m.Else():
                             m.d.sync += gap.eq(self.gap)
         # output pointer: base of the stage's output map (set when a stage starts)
-        with m.If((~running & self.start)):
+        with m.If(~running):
             m.d.sync += [optr.eq(stages[0].out_base), prow.eq(stages[0].out_base),
                          pptr.eq(stages[0].out_base)]
         with m.Elif(running & (gap == 1) & (stage != len(stages) - 1)):

@@ -6,8 +6,9 @@ from hw.streamsim import stream_get, stream_put
 from hw.threshold import ThresholdUnit
 
 
-def _run(lanes, levels, accw, cw, outw, beats):
-    dut = ThresholdUnit(lanes=lanes, acc_width=accw, cmp_width=cw, levels=levels, out_width=outw)
+def _run(lanes, levels, accw, cw, outw, beats, prenegated=False):
+    dut = ThresholdUnit(lanes=lanes, acc_width=accw, cmp_width=cw, levels=levels, out_width=outw,
+                        prenegated=prenegated)
     out = []
 
     async def tb(ctx):
@@ -63,3 +64,19 @@ def test_random_against_reference():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="cmp_width"):
         ThresholdUnit(lanes=1, acc_width=8, cmp_width=8, levels=3, out_width=3)
+
+
+def test_prenegated_thresholds():
+    """``prenegated=True``: negative lanes carry ``1 - T`` and the comparison is inverted."""
+    rng = np.random.default_rng(5)
+    lanes, levels, accw, cw = 4, 3, 8, 9
+    beats, pre = [], []
+    for _ in range(60):
+        thr = np.sort(rng.integers(-130, 131, size=(lanes, levels)), axis=1).tolist()
+        neg = int(rng.integers(0, 1 << lanes))
+        acc = rng.integers(-128, 128, size=lanes).tolist()
+        beats.append((acc, thr, neg, -1, 1))
+        thr_p = [[1 - t for t in row] if (neg >> k) & 1 else row for k, row in enumerate(thr)]
+        pre.append((acc, thr_p, neg, -1, 1))
+    dut_out = _run(lanes, levels, accw, cw, 4, pre, prenegated=True)
+    assert dut_out == [_ref(*b) for b in beats]
