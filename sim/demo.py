@@ -184,7 +184,7 @@ def _summary(r: dict, say) -> None:
                                  f"{r['cycles_per_inference'] / r['mac_bound_cycles']:.2f}x)"),
         ("board", f"{r['board']} ({r['build']['device']})"),
         ("Fmax / clock", f"{r['fmax_mhz']} MHz / {r['clock_mhz']} MHz"),
-        ("inferences per second", f"{r['build']['inferences_per_s']:,}"),
+        ("inferences per second", f"{r['build']['inferences_per_s']:,.0f}"),
     ] + [(f"  {k}", f"{v['used']:,} / {v['available']:,}") for k, v in util.items() if v["used"]]
     width = max(len(k) for k, _ in rows)
     say("\nsummary")
