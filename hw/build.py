@@ -98,7 +98,13 @@ def _make_core(network_or_core, board, pe, simd, input_range):
             simd = auto_simd if simd is None else simd
         from .accelerator import Accelerator
         from .plan import mac_bound_cycles
-        core = Accelerator(network, pe=pe, simd=simd, input_range=input_range)
+        # wide products go to the board's hard multipliers, as many as it has (8 on the UP5K,
+        # 156 on the ECP5-85F); narrow ones stay in LUTs (the accelerator decides which are wide)
+        spec = board_spec(board)
+        multipliers = next((n for k, n in spec.resources.items()
+                            if k in ("ICESTORM_DSP", "MULT18X18D")), 0)
+        core = Accelerator(network, pe=pe, simd=simd, input_range=input_range,
+                           dsp_lanes=multipliers)
         return (core, network, pe, simd, core.plan.predict_cycles(),
                 mac_bound_cycles(network, pe, simd))
     core = network_or_core
