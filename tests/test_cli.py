@@ -170,6 +170,7 @@ def test_demo_runs_end_to_end_and_its_bitstream_programs_dry(tmp_path, capsys):
     for key in ("board", "fmax_mhz", "cycles_per_inference", "mac_bound_cycles"):
         assert report[key]
     assert report["cycles_per_inference"] <= 1.25 * report["mac_bound_cycles"]
+    assert report["meets_timing"] and report["fmax_mhz"] >= report["clock_mhz"]
     html = (tmp_path / "report.html").read_text()
     assert html.count("<svg") == 3 and "confusion" in html
     build = tmp_path / "build"

@@ -197,7 +197,9 @@ class BoardTop(Elaboratable):
             m.submodules.pll = pll_instance(self.pll, clk_buf.i, clk_out, locked)
         m.domains.sync = cd_sync = ClockDomain("sync")
         m.d.comb += cd_sync.clk.eq(clk_out)
-        platform.add_clock_constraint(cd_sync.clk, self.clock_hz)
+        # no constraint on the PLL's output: synthesis renames that net (a constraint on it is
+        # ignored with a warning), and nextpnr derives its frequency from the oscillator's
+        # constraint through the PLL's own parameters
 
         # hold reset until the PLL locks, then for 15 us more (iCE40 block RAM reads zeros for
         # ~3 us after configuration)
