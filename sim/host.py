@@ -8,7 +8,8 @@ QueueTransport       an in-process pipe (two queues), for whatever plays the boa
 SimulatedTransport   a board simulated in-process (Amaranth's simulator), run while the host waits.
 Board                requests on a transport: ``info()``, ``infer(values)``, ``request(cmd, payload)``.
 BoardError           the board answered with an error frame, or did not answer correctly.
-simulated_board      a board (accelerator + UART top) in Amaranth's simulator, as a transport.
+simulated_board      a board (accelerator + UART top) in Amaranth's simulator (or, with
+                     ``engine="verilator"``, under Verilator), as a transport.
 run_board            ``run_integer`` on a board: raw input batch -> last-stage integers.
 """
 
@@ -180,9 +181,13 @@ class SimulatedTransport(Transport):
 
 
 def simulated_board(network, *, pe: int = 4, simd: int = 4, divisor: int = 4,
-                    input_range=(0, 255), core=None) -> SimulatedTransport:
+                    input_range=(0, 255), core=None, engine: str = "pysim") -> Transport:
     """A whole board in Amaranth's simulator: ``hw.Accelerator(network, pe, simd)`` (or ``core``)
-    behind :class:`hw.board.top.UartBridge` at ``divisor`` clocks per bit, as a transport."""
+    behind :class:`hw.board.top.UartBridge` at ``divisor`` clocks per bit, as a transport.
+    ``engine="verilator"``: the same design built with Verilator
+    (:class:`sim.verilator_uart.VerilatorUartTransport`), much faster."""
+    if engine not in ("pysim", "verilator"):
+        raise ThresherError(f"engine must be 'pysim' or 'verilator', not {engine!r}")
     from hw.board.top import UartBridge, core_info
     if core is None:
         from hw.accelerator import Accelerator
@@ -191,18 +196,22 @@ def simulated_board(network, *, pe: int = 4, simd: int = 4, divisor: int = 4,
                      network_hash=frame.network_hash(network), pe=pe, simd=simd,
                      input_range=input_range)
     bridge = UartBridge(core, info, divisor=divisor, timeout_cycles=100 * divisor * 10)
+    if engine == "verilator":
+        from sim.verilator_uart import VerilatorUartTransport
+        return VerilatorUartTransport(bridge, divisor=divisor)
     return SimulatedTransport(bridge, divisor=divisor)
 
 
 def open_transport(port, network=None) -> Transport:
     """A :class:`Transport` for ``port``: one already (returned as is), ``"sim"`` (a simulated
-    board for ``network``, see :func:`simulated_board`), or a serial port name."""
+    board for ``network``, see :func:`simulated_board`), ``"verilator"`` (the same board under
+    Verilator), or a serial port name."""
     if isinstance(port, Transport):
         return port
-    if port == "sim":
+    if port in ("sim", "verilator"):
         if network is None:
-            raise ThresherError("port 'sim' needs the network to simulate")
-        return simulated_board(network)
+            raise ThresherError(f"port {port!r} needs the network to simulate")
+        return simulated_board(network, engine="pysim" if port == "sim" else "verilator")
     if isinstance(port, str):
         return SerialTransport(port)
     raise ThresherError(f"port must be a serial port name or a Transport, not {port!r}")
