@@ -10,11 +10,7 @@ import pytest
 from hw.board import frame
 from model_tools import default, load_model, netgen
 from model_tools.golden import run_integer
-from sim import verilator
 from sim.host import Board, open_transport, run_board, simulated_board
-
-pytestmark = pytest.mark.skipif(not verilator.available(),
-                                reason="needs verilator-cli, make and a C++ compiler")
 
 DIVISOR = 4
 
