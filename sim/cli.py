@@ -56,6 +56,23 @@ def _progress(total: int, label: str):
     return update
 
 
+def _output_file(path, what: str) -> Path:
+    """An output file path whose directory exists (checked before any work is done)."""
+    out = Path(path)
+    if out.is_dir():
+        raise ThresherError(f"{out}: is a directory; give the {what} to write")
+    if not out.parent.is_dir():
+        raise ThresherError(f"{out.parent}: no such directory")
+    return out
+
+
+def _output_dir(path) -> Path:
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ThresherError(f"{out}: exists and is not a directory")
+    return out
+
+
 # -- commands ---------------------------------------------------------------------------------------
 
 def cmd_compile(args) -> int:
@@ -63,10 +80,7 @@ def cmd_compile(args) -> int:
     from model_tools.report import format_table, layer_rows, network_summary
     net = load_network(args.model)
     if args.out is not None:
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ThresherError(f"{out}: exists and is not a directory")
-        net.save(out)
+        net.save(_output_dir(args.out))
     print(format_table(layer_rows(net)))
     s = network_summary(net)
     print(f"\n{s['macs']:,} MACs per inference, {s['params']:,} weights "
@@ -89,11 +103,7 @@ def cmd_info(args) -> int:
 def cmd_run(args) -> int:
     from model_tools.files import load_array, load_network, save_array
     from .engines import run_engine
-    out = Path(args.out)
-    if out.is_dir():
-        raise ThresherError(f"{out}: is a directory; give the output .npy file")
-    if not out.parent.is_dir():
-        raise ThresherError(f"{out.parent}: no such directory")
+    out = _output_file(args.out, "output .npy file")
     if args.trace is not None and not str(args.trace).endswith((".vcd", ".fst")):
         raise ThresherError(f"--trace {args.trace}: give a .vcd or .fst file name")
     net = load_network(args.model)
@@ -119,9 +129,7 @@ def cmd_build(args) -> int:
     from hw.build import build
     from model_tools.files import load_network
     net = load_network(args.model)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ThresherError(f"{out}: exists and is not a directory")
+    out = _output_dir(args.out)
     if (args.pe is None) != (args.simd is None):
         raise ThresherError("give both --pe and --simd, or neither (then the board decides)")
     if args.clock is not None and not 1 <= args.clock <= 400:
@@ -220,11 +228,7 @@ def cmd_demo(args) -> int:
 
 def cmd_train(args) -> int:
     from model_tools.train import train
-    out = Path(args.out)
-    if out.is_dir():
-        raise ThresherError(f"{out}: is a directory; give the .onnx file to write")
-    if not out.parent.is_dir():
-        raise ThresherError(f"{out.parent}: no such directory")
+    out = _output_file(args.out, ".onnx file")
     summary = train(dataset=args.dataset, wbits=args.wbits, abits=args.abits, epochs=args.epochs,
                     seed=args.seed, out=out, progress=sys.stderr.isatty())
     print(f"trained {summary['dataset']} W{summary['wbits']}A{summary['abits']} for "
