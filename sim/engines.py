@@ -29,13 +29,13 @@ class EngineResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _raw_integers(x: np.ndarray, input_range) -> np.ndarray:
+def _input_mode(x: np.ndarray, input_range) -> str:
+    """'raw' when the inputs are integers the hardware's own input quantizer takes (e.g. 8-bit
+    pixels); otherwise 'levels': the host applies the input quantizer (exact float32 thresholds)
+    and the hardware gets the quantized integers."""
     lo, hi = input_range
-    if not np.array_equal(x, np.round(x)) or x.min() < lo or x.max() > hi:
-        raise ThresherError(f"the hardware engines take raw integer inputs in {lo}..{hi} (like "
-                            f"8-bit pixels); this input holds values {x.min():g}..{x.max():g}"
-                            + ("" if np.array_equal(x, np.round(x)) else " that are not integers"))
-    return x.astype(np.int64)
+    raw = np.array_equal(x, np.round(x)) and x.min() >= lo and x.max() <= hi
+    return "raw" if raw else "levels"
 
 
 def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd: int = 8,
@@ -48,22 +48,27 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
             raise ThresherError("--trace needs a hardware engine (rtl or pysim)")
         ints = golden.run_integer(net, x)
         return EngineResult(golden.dequantize(net, ints), ints, "golden")
-    golden._check_input(net, x)              # shape and NaN checks, same messages as golden
-    raw = _raw_integers(np.asarray(x, dtype=np.float64), input_range)
-    notes = []
+    x = golden._check_input(net, x)          # shape and NaN checks, same messages as golden
+    mode = _input_mode(x, input_range)
+    notes = [] if mode == "raw" else [
+        f"inputs are not integers in {input_range[0]}..{input_range[1]}: the host applies the "
+        "input quantizer and the hardware takes the quantized values"]
     if engine == "board":
+        if mode != "raw":
+            raise ThresherError(f"the board takes raw integer inputs in {input_range[0]}.."
+                                f"{input_range[1]} (like 8-bit pixels)")
         from .host import run_board
-        ints, cycles = run_board(net, raw, port, return_cycles=True)
+        ints, cycles = run_board(net, x.astype(np.int64), port, return_cycles=True)
         return EngineResult(golden.dequantize(net, ints), np.asarray(ints), f"board ({port})",
                             np.asarray(cycles))
     if engine == "rtl":
         from . import verilator
         if verilator.available():
             try:
-                ints, cycles = verilator.run_verilator(net, raw, pe, simd, input_range=input_range,
-                                                       trace=trace)
+                ints, cycles = verilator.run_verilator(net, x, pe, simd, input_range=input_range,
+                                                       trace=trace, input_mode=mode)
                 return EngineResult(golden.dequantize(net, ints), ints, "rtl (verilator)",
-                                    np.asarray(cycles))
+                                    np.asarray(cycles), notes)
             except verilator.VerilatorError as e:
                 first = str(e).splitlines()[0]
                 notes.append(f"{first}; falling back to Amaranth's simulator")
@@ -72,10 +77,11 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
     from hw.run import run_pysim
     parts = []
     if trace:   # the waveform of the first input only, like the Verilator engine
-        parts.append(run_pysim(net, raw[:1], pe, simd, input_range=input_range, vcd=str(trace)))
-        raw = raw[1:]
-    if len(raw):
-        parts.append(run_pysim(net, raw, pe, simd, input_range=input_range))
+        parts.append(run_pysim(net, x[:1], pe, simd, input_range=input_range, input_mode=mode,
+                               vcd=str(trace)))
+        x = x[1:]
+    if len(x):
+        parts.append(run_pysim(net, x, pe, simd, input_range=input_range, input_mode=mode))
     ints = np.concatenate([np.asarray(p[0]) for p in parts])
     cycles = np.concatenate([np.asarray(p[1]) for p in parts])
     return EngineResult(golden.dequantize(net, ints), ints, "pysim", cycles, notes)

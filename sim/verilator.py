@@ -696,7 +696,7 @@ _MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def accelerator_model(network, pe: int = 8, simd: int = 8, *, input_range=(0, 255), trace=None,
-                      timeout: int | None = None) -> VerilatorModel:
+                      timeout: int | None = None, input_mode: str = "raw") -> VerilatorModel:
     """``hw.Accelerator(network, pe=pe, simd=simd)`` as a :class:`VerilatorModel`.
 
     Built once per design (the disk cache), and kept per network object for the life of the
@@ -704,11 +704,12 @@ def accelerator_model(network, pe: int = 8, simd: int = 8, *, input_range=(0, 25
     is ten times the cycle model's prediction plus the input and output beats, and a margin:
     generous, yet a hung accelerator fails in well under a second.
     """
-    key = (pe, simd, tuple(int(v) for v in input_range), timeout)
+    key = (pe, simd, tuple(int(v) for v in input_range), timeout, input_mode)
     models = _MODELS.setdefault(network, {})
     if key not in models:
         from hw.accelerator import Accelerator
-        dut = Accelerator(network, pe=pe, simd=simd, input_range=input_range)
+        dut = Accelerator(network, pe=pe, simd=simd, input_range=input_range,
+                          input_mode=input_mode)
         limit = timeout
         if limit is None:
             limit = 10 * (dut.plan.predict_cycles() + dut.n_in + dut.n_out) + 10_000
@@ -719,25 +720,9 @@ def accelerator_model(network, pe: int = 8, simd: int = 8, *, input_range=(0, 25
     return model
 
 
-def _raw_batch(network, x, input_range) -> np.ndarray:
-    """Check a raw integer batch as ``hw.run.run_pysim`` does (ThresherError for user errors)."""
-    from model_tools.errors import ThresherError
-    x = np.asarray(x)
-    if x.shape[1:] != tuple(network.input_shape):
-        raise ThresherError(f"input has shape {x.shape}; the model expects (batch, "
-                            f"{', '.join(map(str, network.input_shape))})")
-    if x.dtype.kind not in "iub" and (x.dtype.kind != "f" or not np.array_equal(x, np.round(x))):
-        raise ThresherError("the RTL engine takes raw integer inputs")
-    x = x.astype(np.int64)
-    lo, hi = input_range
-    if x.size and (x.min() < lo or x.max() > hi):
-        raise ThresherError(f"input values {x.min()}..{x.max()} outside input_range {input_range}")
-    return x
-
-
 def run_verilator(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255), trace=None,
-                  stall: float = 0.0, seed: int = 0,
-                  timeout: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+                  stall: float = 0.0, seed: int = 0, timeout: int | None = None,
+                  input_mode: str = "raw") -> tuple[np.ndarray, np.ndarray]:
     """Run the raw integer batch ``x`` (B, *network.input_shape) through ``hw.Accelerator`` under
     Verilator: what ``thresher run --engine rtl`` calls when :func:`available`.
 
@@ -746,11 +731,14 @@ def run_verilator(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255
     (``start`` to ``done``; inputs are streamed before ``start``, as ``hw.run.run_pysim`` does).
     ``trace`` writes the first inference's waveform (VCD, or FST for a ``.fst`` name); ``stall``
     adds random gaps on the input and back-pressure on the output (then cycles grow).
+    ``input_mode="levels"``: any float input, quantized on the host (see ``hw.run.host_input``).
     """
-    x = _raw_batch(network, x, input_range)
-    model = accelerator_model(network, pe, simd, input_range=input_range, timeout=timeout)
-    out, cycles = model.run_batch(x.reshape(x.shape[0], -1), trace=trace, stall=stall, seed=seed)
-    return out.reshape((x.shape[0],) + tuple(network.last_shape)), cycles
+    from hw.run import host_input
+    beats = host_input(network, x, input_range=input_range, input_mode=input_mode)
+    model = accelerator_model(network, pe, simd, input_range=input_range, timeout=timeout,
+                              input_mode=input_mode)
+    out, cycles = model.run_batch(beats, trace=trace, stall=stall, seed=seed)
+    return out.reshape((beats.shape[0],) + tuple(network.last_shape)), cycles
 
 
 # -- random verification ---------------------------------------------------------------------------

@@ -21,12 +21,17 @@ def test_pysim_engine_on_tfc_is_bit_exact_and_matches_the_cycle_model(shared, tm
     assert f"{predict_cycles(net, 8, 8):,} cycles per inference" in out
 
 
-def test_hardware_engines_refuse_non_integer_inputs(shared, tmp_path, capsys):
-    np.save(tmp_path / "x.npy", np.full((1, 1, 28, 28), 0.5, np.float32))
-    code = main(["run", str(shared / "models" / "TFC_2W2A.onnx"), str(tmp_path / "x.npy"),
-                 "-o", str(tmp_path / "y.npy"), "--engine", "pysim"])
-    err = capsys.readouterr().err
-    assert code == 2 and "raw integer inputs" in err and err.count("\n") == 1
+def test_hardware_engines_take_float_inputs_through_the_host_quantizer(shared, tmp_path, capsys):
+    """Inputs that are not 8-bit integers (here [0, 1] floats, as TFC was trained on) are
+    quantized on the host with the exact float32 thresholds; the RTL is still bit-exact."""
+    x = np.random.default_rng(5).random((3, 1, 28, 28)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    model = str(shared / "models" / "TFC_2W2A.onnx")
+    for engine in ("golden", "rtl"):
+        assert main(["run", model, str(tmp_path / "x.npy"), "-o", str(tmp_path / f"{engine}.npy"),
+                     "--engine", engine]) == 0
+    assert "the host applies the input quantizer" in capsys.readouterr().err
+    assert np.array_equal(np.load(tmp_path / "rtl.npy"), np.load(tmp_path / "golden.npy"))
 
 
 def test_engine_result_integers_dequantize_to_outputs(shared):
