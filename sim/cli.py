@@ -86,10 +86,13 @@ def cmd_compile(args) -> int:
     print(f"\n{s['macs']:,} MACs per inference, {s['params']:,} weights "
           f"({s['weight_bits_total'] / 1024:.1f} kbit), widest accumulator {s['max_acc_bits']} bits")
     from hw.plan import mac_bound_cycles, predict_cycles
-    predicted = predict_cycles(net, args.pe, args.simd)
-    bound = mac_bound_cycles(net, args.pe, args.simd)
-    print(f"PE={args.pe} x SIMD={args.simd}: {predicted:,} cycles per inference predicted, MAC bound "
-          f"{bound:,} ({predicted / bound:.2f}x)")
+    try:
+        predicted = predict_cycles(net, args.pe, args.simd)
+        bound = mac_bound_cycles(net, args.pe, args.simd)
+        print(f"PE={args.pe} x SIMD={args.simd}: {predicted:,} cycles per inference predicted, "
+              f"MAC bound {bound:,} ({predicted / bound:.2f}x)")
+    except ThresherError as e:   # the integer network stands on its own; say why hardware cannot
+        print(f"PE={args.pe} x SIMD={args.simd}: no hardware plan ({e})")
     if args.out is not None:
         print(f"wrote {Path(args.out) / 'network.json'} and network.npz")
     return 0
