@@ -40,13 +40,13 @@ the output RAM, which is streamed out in C order.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 from amaranth.utils import bits_for, ceil_log2
 
 from model_tools.errors import ThresherError
 
+from .core import core_signature
 from .images import input_level_image, input_threshold_image, threshold_image, weight_image
 from .mac_array import MACArray
 from .maxpool import MaxPoolUnit
@@ -146,14 +146,7 @@ class Accelerator(wiring.Component):
         self.dsp_lanes = min(dsp_lanes, pe * simd) if wide else 0
         self.pack_shift = pack_shift(plan) if dsp_pack and self.dsp_lanes and pe >= 2 else None
         self.n_in, self.n_out = plan.n_in, plan.n_out
-        super().__init__({
-            "i": In(stream.Signature(signed(plan.raw_width))),
-            "o": Out(stream.Signature(signed(plan.out_width))),
-            "start": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-            "cycles": Out(32),
-        })
+        super().__init__(core_signature(signed(plan.raw_width), signed(plan.out_width)))
 
     # ------------------------------------------------------------------------------------------
 

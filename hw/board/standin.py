@@ -11,12 +11,13 @@ input quantizer made exact on integers (:meth:`InputQuantizer.integer_thresholds
 
 import numpy as np
 from amaranth import *
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
 from model_tools.errors import ThresherError
 from model_tools.ir import Dense, signed_bits
+
+from ..core import core_signature
 
 __all__ = ["StandInCore"]
 
@@ -64,14 +65,7 @@ class StandInCore(wiring.Component):
         ranges = [network.input.out_range] + [l.out_range for l in layers[:-1]]
         self.act_bits = max(signed_bits(*r) for r in ranges)
         in_shape = signed(signed_bits(lo, hi)) if lo < 0 else unsigned(max(1, hi.bit_length()))
-        super().__init__({
-            "i": In(stream.Signature(in_shape)),
-            "o": Out(stream.Signature(signed(layers[-1].acc_bits))),
-            "start": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-            "cycles": Out(32),
-        })
+        super().__init__(core_signature(in_shape, signed(layers[-1].acc_bits)))
 
     def predict_cycles(self) -> int:
         """Cycles from ``start`` to ``done`` with the inputs loaded before ``start`` and outputs

@@ -25,9 +25,10 @@ cycles : Out(32)
 
 import numpy as np
 from amaranth import Module, Shape, Signal, signed
-from amaranth.lib import stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
+
+from hw.core import core_signature
 
 __all__ = ["RunningSum", "running_sum_reference"]
 
@@ -39,14 +40,7 @@ class RunningSum(wiring.Component):
         self.n, self.shift, self.hang_on = n, shift, hang_on
         self.n_in = self.n_out = n
         self.in_shape, self.out_shape = Shape.cast(in_shape), Shape.cast(out_shape)
-        super().__init__({
-            "i": In(stream.Signature(self.in_shape)),
-            "o": Out(stream.Signature(self.out_shape)),
-            "start": In(1),
-            "busy": Out(1),
-            "done": Out(1),
-            "cycles": Out(32),
-        })
+        super().__init__(core_signature(self.in_shape, self.out_shape))
 
     def elaborate(self, platform):
         m = Module()
