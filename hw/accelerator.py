@@ -277,19 +277,11 @@ class Accelerator(wiring.Component):
             wq = [Signal(qrange, name=f"wq{x}", init=(pl - x) // sw) for x in range(kw)]
             wr = [Signal(range(sw), name=f"wr{x}", init=(pl - x) % sw) for x in range(kw)]
 
-            def reset_rows():
-                out = []
-                for y in range(kh):
-                    q, r = divmod(pt - y, sh)
-                    out += [hq[y].eq(q), hr[y].eq(r)]
-                return out
+            def reset_rows():     # back to the first row's (quotient, remainder) per tap
+                return [s.eq(s.init) for s in hq + hr]
 
             def reset_cols():
-                out = []
-                for x in range(kw):
-                    q, r = divmod(pl - x, sw)
-                    out += [wq[x].eq(q), wr[x].eq(r)]
-                return out
+                return [s.eq(s.init) for s in wq + wr]
 
             def step(q, r, s):
                 return [q.eq(q + 1), r.eq(0)] if s == 1 else \

@@ -56,8 +56,9 @@ def host_input(network, x, *, input_range=(0, 255), input_mode="raw") -> np.ndar
     if input_mode != "raw":
         raise ThresherError(f"input_mode must be 'raw' or 'levels', not {input_mode!r}")
     if x.dtype.kind not in "iub" and not np.array_equal(x, np.round(x)):
-        raise ThresherError("the RTL engine takes raw integer inputs in input_range (use "
-                            "input_mode='levels' for other inputs)")
+        raise ThresherError(f"the hardware takes integer raw inputs in {input_range[0]}.."
+                            f"{input_range[1]} (e.g. 0..255 pixels; input_mode='levels' quantizes "
+                            "other inputs on the host)")
     x = x.astype(np.int64)
     lo, hi = input_range
     if x.size and (x.min() < lo or x.max() > hi):

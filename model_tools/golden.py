@@ -12,7 +12,7 @@ import numpy as np
 from .errors import ThresherError
 from .ir import Conv, Dense, IntegerNetwork, MaxPool, Thresholds
 
-__all__ = ["run", "run_integer", "quantize_input", "forward", "apply_thresholds", "dequantize",
+__all__ = ["run", "run_integer", "quantize_input", "check_input", "forward", "apply_thresholds", "dequantize",
            "conv2d", "dense", "maxpool2d"]
 
 
@@ -93,7 +93,8 @@ def forward(net: IntegerNetwork, q: np.ndarray, *, keep: bool = False):
     return stages if keep else a
 
 
-def _check_input(net: IntegerNetwork, x) -> np.ndarray:
+def check_input(net: IntegerNetwork, x) -> np.ndarray:
+    """A numeric batch in the model's input shape without NaN, as float32 (ThresherError if not)."""
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise ThresherError(f"input has dtype {x.dtype}; expected numbers")
@@ -109,7 +110,7 @@ def _check_input(net: IntegerNetwork, x) -> np.ndarray:
 
 def run_integer(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
     """Raw input batch -> the last stage's integers (B, *net.last_shape): what the hardware returns."""
-    x = _check_input(net, x)
+    x = check_input(net, x)
     return forward(net, quantize_input(net, x))
 
 

@@ -48,7 +48,7 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
             raise ThresherError("--trace needs a hardware engine (rtl or pysim)")
         ints = golden.run_integer(net, x)
         return EngineResult(golden.dequantize(net, ints), ints, "golden")
-    x = golden._check_input(net, x)          # shape and NaN checks, same messages as golden
+    x = golden.check_input(net, x)          # shape and NaN checks, same messages as golden
     mode = _input_mode(x, input_range)
     notes = [] if mode == "raw" else [
         f"inputs are not integers in {input_range[0]}..{input_range[1]}: the host applies the "

@@ -299,15 +299,6 @@ class Board:
         return out, struct.unpack("<I", data[-4:])[0]
 
 
-def _raw_integers(x: np.ndarray) -> np.ndarray:
-    xi = np.rint(x)
-    if not np.array_equal(xi, x):
-        bad = tuple(int(i) for i in np.argwhere(xi != x)[0])
-        raise ThresherError(f"the board takes integer raw inputs (e.g. 0..255 pixels); input "
-                            f"{bad} is {x[bad]!r}")
-    return xi.astype(np.int64)
-
-
 def run_board(network, x, port, *, timeout: float = 5.0, return_cycles: bool = False,
               check_hash: bool = True):
     """:func:`model_tools.golden.run_integer` on a board: raw input batch ``x`` (B, *input_shape)
@@ -318,13 +309,9 @@ def run_board(network, x, port, *, timeout: float = 5.0, return_cycles: bool = F
     ``network`` (its ``INFO`` hash is compared with :func:`hw.board.frame.network_hash`).
     With ``return_cycles`` the result is ``(outputs, cycles)``, cycles (B,) per inference.
     """
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiub":
-        raise ThresherError(f"input has dtype {x.dtype}; expected numbers")
-    if x.shape[1:] != tuple(network.input_shape):
-        want = "(batch, " + ", ".join(map(str, network.input_shape)) + ")"
-        raise ThresherError(f"input has shape {x.shape}; the model expects {want}")
-    raw = _raw_integers(x.astype(np.float64))
+    from hw.run import host_input
+    from model_tools.golden import check_input
+    raw = host_input(network, check_input(network, x))   # the same checks as the RTL engines
     own = isinstance(port, str)
     transport = open_transport(port, network)
     try:

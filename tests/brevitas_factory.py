@@ -397,15 +397,8 @@ def random_inputs(seed, input_shape, n) -> np.ndarray:
 
 def reference(path, x: np.ndarray) -> np.ndarray:
     """Run each sample through ``qonnx.core.onnx_exec.execute_onnx`` (exports have batch 1); stack."""
-    from qonnx.core.modelwrapper import ModelWrapper  # noqa: PLC0415
-    from qonnx.core.onnx_exec import execute_onnx  # noqa: PLC0415
-
-    model = ModelWrapper(str(path))
-    in_name = model.graph.input[0].name
-    out_name = model.graph.output[0].name
-    outputs = [execute_onnx(model, {in_name: sample[None].astype(np.float32)})[out_name]
-               for sample in np.asarray(x, dtype=np.float32)]
-    return np.concatenate(outputs, axis=0).astype(np.float32)
+    from model_tools.bench import qonnx_reference  # noqa: PLC0415
+    return qonnx_reference(path, np.asarray(x, dtype=np.float32))
 
 
 def make_case(seed, kind, tmpdir, n=8):

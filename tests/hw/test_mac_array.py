@@ -6,10 +6,10 @@ from hw.mac_array import MACArray
 from hw.streamsim import stream_get, stream_put
 
 
-def _run(pe, simd, ww, aw, accw, beats, stall_every=0, dsp_lanes=None):
+def _run(pe, simd, ww, aw, accw, beats, stall_every=0, dsp_lanes=None, pack_shift=None):
     """beats: list of (w (pe*simd,), a (simd,), first, last). Returns emitted accumulators."""
     dut = MACArray(pe=pe, simd=simd, weight_width=ww, act_width=aw, acc_width=accw, tag_width=4,
-                   dsp_lanes=dsp_lanes)
+                   dsp_lanes=dsp_lanes, pack_shift=pack_shift)
     out = []
     n_out = sum(1 for b in beats if b[3])
 
@@ -122,31 +122,8 @@ def test_two_products_per_dsp_are_exact(dsp_lanes):
              for k in range(6)]
     beats[0] = (np.array([-7, 7] * 8), np.full(4, 255), True, False)
     beats[1] = (np.array([7, -7] * 8), np.array([255, 0, 255, 1]), False, True)
-    got = _run_packed(4, 4, beats, dsp_lanes)
+    got = _run(4, 4, 4, 9, 16, beats, dsp_lanes=dsp_lanes, pack_shift=12)
     assert got == _reference(4, 4, beats)
-
-
-def _run_packed(pe, simd, beats, dsp_lanes):
-    dut = MACArray(pe=pe, simd=simd, weight_width=4, act_width=9, acc_width=16, tag_width=4,
-                   dsp_lanes=dsp_lanes, pack_shift=12)
-    out = []
-
-    async def producer(ctx):
-        for k, (w, a, first, last) in enumerate(beats):
-            await stream_put(ctx, dut.i, {"w": [int(v) for v in w], "a": [int(v) for v in a],
-                                          "first": first, "last": last, "tag": k % 16})
-
-    async def consumer(ctx):
-        for _ in range(sum(1 for b in beats if b[3])):
-            p = await stream_get(ctx, dut.o)
-            out.append(([int(p.acc[k]) for k in range(pe)], int(p.tag)))
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    return out
 
 
 def test_pack_shift_is_checked():
