@@ -15,7 +15,7 @@ from model_tools import golden
 from model_tools.errors import ThresherError
 
 from .accelerator import Accelerator
-from .streamsim import stream_get, stream_put
+from .streamsim import stream_put
 
 __all__ = ["run_pysim", "drive", "host_input"]
 

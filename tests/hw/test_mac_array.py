@@ -76,7 +76,7 @@ def test_bad_arguments():
 @pytest.mark.parametrize("ww,aw", [(2, 2), (4, 9), (9, 4), (1, 5), (8, 8)])
 def test_shift_add_product_is_exact(ww, aw):
     """The LUT (shift-and-add) products equal ``*`` for every extreme pair of operands."""
-    from amaranth import Const, signed
+    from amaranth import signed
     from amaranth.sim import Simulator as Sim
     from amaranth.hdl import Module, Signal
     from hw.mac_array import shift_add_product
