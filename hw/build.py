@@ -33,8 +33,8 @@ from pathlib import Path
 from model_tools.errors import ThresherError
 from model_tools.ir import IntegerNetwork
 
-from .board.frame import Info, network_hash, value_bytes
-from .board.platforms import BOARDS, BoardSpec, board_spec, make_platform
+from .board.frame import network_hash, value_bytes
+from .board.platforms import BOARDS, board_spec, make_platform
 from .board.top import DEFAULT_BAUD, BoardTop
 
 __all__ = ["BOARDS", "boards", "build", "program", "choose_parallelism", "estimate_resources",
@@ -122,7 +122,8 @@ def _make_core(network_or_core, board, pe, simd, input_range):
         predicted = core.plan.predict_cycles()
     mac_bound = None
     if network is not None and pe and simd:
-        mac_bound = sum(math.ceil(l.macs / (pe * simd)) for l in network.mac_layers)
+        from .plan import mac_bound_cycles
+        mac_bound = mac_bound_cycles(network, pe, simd)
     return core, network, pe, simd, predicted, mac_bound
 
 
