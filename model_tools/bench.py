@@ -43,7 +43,7 @@ def qonnx_reference(path, x: np.ndarray, progress=None) -> np.ndarray:
 
 def bench_golden(path, x: np.ndarray, progress=None) -> dict:
     """Time the golden engine and qonnx's executor on the same batch; check they agree."""
-    from .fold import load_model
+    from .load import load_model
     from .golden import run
     net = load_model(path)
     run(net, x[:2])  # warm-up

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ThresherError
 
-__all__ = ["load_array", "save_array", "atomic_write_bytes", "load_network"]
+__all__ = ["load_array", "save_array", "atomic_write_bytes"]
 
 
 def load_array(path) -> np.ndarray:
@@ -35,21 +35,31 @@ def load_array(path) -> np.ndarray:
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory, then rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same directory, then rename, so an
+    existing file is never left half-written. The file gets the user's umask, like any other
+    file the user's programs write (``tempfile.mkstemp`` would make it private, mode 0600)."""
     path = Path(path)
     if path.is_dir():
         raise ThresherError(f"{path}: is a directory")
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ThresherError(f"{parent}: no such directory")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=parent)
+    for _ in range(100):
+        tmp = parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)   # umask applies
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise ThresherError(f"{parent}: cannot create a temporary file")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if tmp.exists():
+            tmp.unlink()
         raise
 
 
@@ -60,14 +70,3 @@ def save_array(path, array: np.ndarray) -> None:
     np.save(buffer, array, allow_pickle=False)
     atomic_write_bytes(path, buffer.getvalue())
 
-
-def load_network(path):
-    """An integer network from a QONNX file or from a directory written by ``thresher compile``."""
-    from .fold import load_model
-    from .ir import IntegerNetwork
-    path = Path(path)
-    if path.is_dir():
-        if not (path / "network.json").exists():
-            raise ThresherError(f"{path}: a directory without network.json (not a compiled model)")
-        return IntegerNetwork.load(path)
-    return load_model(path)

@@ -1,4 +1,5 @@
-"""The fold (S204-S208): an imported float model -> an exact :class:`IntegerNetwork`.
+"""The fold: an imported float model -> an exact :class:`IntegerNetwork` (integer weights, and
+batch-norm plus the quantized activation merged into per-channel integer thresholds).
 
 Every MAC layer's integer accumulator ``y`` is followed in the float model by a chain of monotone
 elementwise operations (scale, bias, batch-norm, scalar Mul/Div/Add/Sub, ReLU, quantizers) that ends
@@ -21,19 +22,14 @@ import numpy as np
 
 from .errors import ThresherError
 from .importer import (BatchNorm, ConvOp, Elementwise, ImportedModel, MatMulOp, MaxPoolOp, Quantize,
-                       ReshapeOp, Relu, load_onnx)
+                       ReshapeOp, Relu)
 from .ir import (Conv, Dense, Dequant, InputQuantizer, IntegerNetwork, MaxPool, Thresholds,
                  signed_bits)
 
-__all__ = ["fold", "load_model"]
+__all__ = ["fold"]
 
 _MAC_OPS = (ConvOp, MatMulOp)
 _AFFINE_OPS = (Elementwise, BatchNorm)
-
-
-def load_model(path) -> IntegerNetwork:
-    """Import and fold a QONNX file in one step."""
-    return fold(load_onnx(path))
 
 
 # -- per-channel constants ---------------------------------------------------------------------

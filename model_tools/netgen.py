@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from model_tools.ir import (Conv, Dense, Dequant, InputQuantizer, IntegerNetwork, MaxPool,
+from .ir import (Conv, Dense, Dequant, InputQuantizer, IntegerNetwork, MaxPool,
                             Thresholds)
 
 ACT_KINDS = ("bipolar", "signed2", "unsigned2", "unsigned3", "signed3")

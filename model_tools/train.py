@@ -1,8 +1,8 @@
 """Quantization-aware training of a small convolutional net on scikit-learn's digits, exported as QONNX.
 
-This is the "obtain a trained model" step of the method (S202, embodiment 3): Brevitas quantizes the
-weights and activations in every training iteration, so the exported model's activations are integers
-that fold exactly into thresholds. The network is sized for an iCE40 UP5K::
+This is how the method obtains its trained model: Brevitas quantizes the weights and activations in
+every training iteration, so the exported model's activations are integers that fold exactly into
+thresholds. The network is sized for an iCE40 UP5K::
 
     raw 8-bit pixels (1x8x8, 0..255) -> x / 255 -> QuantIdentity (8-bit unsigned)
     -> QuantConv2d 3x3 (pad 1) 1->8   -> BatchNorm2d -> QuantReLU(abits) -> MaxPool2d 2x2
@@ -149,11 +149,8 @@ class _Progress:
     def __init__(self, total: int, enabled: bool):
         self.total, self.enabled, self.bar = total, enabled, None
         if enabled:
-            try:
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, desc="training", unit="epoch", file=sys.stderr)
-            except ImportError:
-                pass
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc="training", unit="epoch", file=sys.stderr)
 
     def update(self, epoch: int, loss: float, accuracy: float):
         if not self.enabled:
@@ -303,11 +300,10 @@ def write_record(summary: dict, path, command=None) -> Path:
     return path
 
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "data" / "default.onnx"
-DEFAULT_COMMAND = "python -m model_tools.train"
+DEFAULT_COMMAND = "python -m thresher.model_tools.train model_tools/data/default.onnx"
 
 
-def train_default(out=DEFAULT_MODEL, progress: bool = True) -> dict:
+def train_default(out, progress: bool = True) -> dict:
     """Train the embedded default model (4-bit weights, 2-bit activations, defaults) and its JSON record.
 
     Writes ``out`` and ``out`` with suffix ``.json`` (the summary plus the command that reproduces it).
@@ -319,4 +315,6 @@ def train_default(out=DEFAULT_MODEL, progress: bool = True) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(train_default(), indent=2, sort_keys=True))
+    # Retrains the embedded default model; run from the checkout so that it lands in the source tree.
+    print(json.dumps(train_default(sys.argv[1] if len(sys.argv) > 1 else "model_tools/data/default.onnx"),
+                     indent=2, sort_keys=True))

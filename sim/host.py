@@ -1,11 +1,8 @@
-"""The host side of the board protocol (frames in :mod:`hw.board.frame`), over any byte transport.
+"""The host side of the board protocol (frames in :mod:`hw.board.frame`), over any byte transport
+(:mod:`.transport`).
 
 Members
 -------
-Transport            what the host needs of a byte pipe: ``write(bytes)``, ``read(n, timeout)``.
-SerialTransport      a real serial port (needs ``pyserial``).
-QueueTransport       an in-process pipe (two queues), for whatever plays the board in a thread.
-SimulatedTransport   a board simulated in-process (Amaranth's simulator), run while the host waits.
 Board                requests on a transport: ``info()``, ``infer(values)``, ``request(cmd, payload)``.
 BoardError           the board answered with an error frame, or did not answer correctly.
 simulated_board      a board (accelerator + UART top) in Amaranth's simulator (or, with
@@ -15,19 +12,17 @@ run_board            ``run_integer`` on a board: raw input batch -> last-stage i
 
 from __future__ import annotations
 
-import queue
 import struct
 import time
 
 import numpy as np
 
-from hw.board import frame
-from hw.board.frame import Info
-from model_tools.errors import ThresherError
+from ..hw.board import frame
+from ..hw.board.frame import Info
+from ..model_tools.errors import ThresherError
+from .transport import SerialTransport, SimulatedTransport, Transport
 
-__all__ = ["Transport", "SerialTransport", "QueueTransport", "SimulatedTransport", "simulated_board",
-           "Board", "BoardError", "run_board",
-           "open_transport"]
+__all__ = ["simulated_board", "Board", "BoardError", "run_board", "open_transport"]
 
 
 class BoardError(ThresherError):
@@ -38,148 +33,6 @@ class BoardError(ThresherError):
         self.code = code
 
 
-class Transport:
-    """A byte pipe. ``read`` returns at most ``n`` bytes, fewer only when ``timeout`` ran out."""
-
-    def write(self, data: bytes) -> None:
-        raise NotImplementedError
-
-    def read(self, n: int, timeout: float) -> bytes:
-        raise NotImplementedError
-
-    def flush_input(self) -> None:
-        """Drop bytes that arrived unasked (after an error, before a request)."""
-        while self.read(4096, 0.0):
-            pass
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class SerialTransport(Transport):
-    """A serial port through ``pyserial`` (``pip install pyserial``)."""
-
-    def __init__(self, port: str, baud: int = 115200):
-        try:
-            import serial
-        except ImportError:
-            raise ThresherError("talking to a board needs pyserial: pip install pyserial") from None
-        try:
-            self._serial = serial.Serial(port, baud, timeout=0)
-        except (OSError, serial.SerialException) as e:
-            raise ThresherError(f"cannot open serial port {port!r}: {e}") from None
-
-    def write(self, data: bytes) -> None:
-        self._serial.write(data)
-        self._serial.flush()
-
-    def read(self, n: int, timeout: float) -> bytes:
-        self._serial.timeout = timeout
-        return self._serial.read(n)
-
-    def flush_input(self) -> None:
-        self._serial.reset_input_buffer()
-
-    def close(self) -> None:
-        self._serial.close()
-
-
-class QueueTransport(Transport):
-    """An in-process byte pipe: the host writes into ``to_device`` and reads ``from_device``
-    (``queue.Queue`` s of ints); whatever plays the board serves the other ends."""
-
-    def __init__(self):
-        self.to_device: queue.Queue = queue.Queue()
-        self.from_device: queue.Queue = queue.Queue()
-
-    def write(self, data: bytes) -> None:
-        for b in data:
-            self.to_device.put(b)
-
-    def read(self, n: int, timeout: float) -> bytes:
-        out = bytearray()
-        deadline = time.monotonic() + timeout
-        while len(out) < n:
-            left = deadline - time.monotonic()
-            try:
-                out.append(self.from_device.get(timeout=left) if left > 0
-                           else self.from_device.get_nowait())
-            except queue.Empty:
-                break
-        return bytes(out)
-
-
-class SimulatedTransport(Transport):
-    """A board simulated in-process: an Amaranth simulation of a design with ``rx`` / ``tx``
-    serial lines (e.g. :class:`hw.board.top.UartBridge`), advanced only while the host waits
-    for bytes. ``divisor`` is the design's UART clock cycles per bit.
-    """
-
-    def __init__(self, design, *, divisor: int, clk_hz: float = 1e6):
-        from amaranth.sim import Simulator
-        import collections
-
-        self._to_device = collections.deque()
-        self._from_device = collections.deque()
-        period = 1 / clk_hz
-        bit = divisor * period
-        self.cycles_per_chunk = 20 * divisor * 10     # 20 bytes' time
-        self._period = period
-        self._sim = Simulator(design)
-        self._sim.add_clock(period)
-        todev, fromdev = self._to_device, self._from_device
-
-        async def drive_rx(ctx):
-            ctx.set(design.rx, 1)
-            while True:
-                if not todev:
-                    await ctx.delay(bit)
-                    continue
-                byte = todev.popleft()
-                for level in [0] + [(byte >> i) & 1 for i in range(8)] + [1]:
-                    ctx.set(design.rx, level)
-                    await ctx.delay(bit)
-
-        async def watch_tx(ctx):
-            while True:
-                await ctx.changed(design.tx)
-                if ctx.get(design.tx):
-                    continue
-                await ctx.delay(bit * 1.5)
-                byte = 0
-                for i in range(8):
-                    byte |= ctx.get(design.tx) << i
-                    await ctx.delay(bit)
-                if ctx.get(design.tx):      # a stop bit: a byte (else a framing error: dropped)
-                    fromdev.append(byte)
-
-        self._sim.add_testbench(drive_rx, background=True)
-        self._sim.add_testbench(watch_tx, background=True)
-        self._now = 0.0
-
-    def advance(self, cycles: int) -> None:
-        self._now += cycles * self._period
-        self._sim.run_until(self._now)
-
-    def write(self, data: bytes) -> None:
-        self._to_device.extend(data)
-
-    def read(self, n: int, timeout: float) -> bytes:
-        deadline = time.monotonic() + timeout
-        while len(self._from_device) < n and time.monotonic() < deadline:
-            self.advance(self.cycles_per_chunk)
-        return bytes(self._from_device.popleft() for _ in range(min(n, len(self._from_device))))
-
-    def flush_input(self) -> None:
-        self._from_device.clear()
-
-
 def simulated_board(network, *, pe: int = 4, simd: int = 4, divisor: int = 4,
                     input_range=(0, 255), core=None, engine: str = "pysim") -> Transport:
     """A whole board in Amaranth's simulator: ``hw.Accelerator(network, pe, simd)`` (or ``core``)
@@ -188,16 +41,16 @@ def simulated_board(network, *, pe: int = 4, simd: int = 4, divisor: int = 4,
     (:class:`sim.verilator_uart.VerilatorUartTransport`), much faster."""
     if engine not in ("pysim", "verilator"):
         raise ThresherError(f"engine must be 'pysim' or 'verilator', not {engine!r}")
-    from hw.board.top import UartBridge, core_info
+    from ..hw.board.top import UartBridge, core_info
     if core is None:
-        from hw.accelerator import Accelerator
+        from ..hw.accelerator import Accelerator
         core = Accelerator(network, pe=pe, simd=simd, input_range=input_range)
     info = core_info(core, n_in=core.n_in, n_out=core.n_out, clock_hz=1e6,
                      network_hash=frame.network_hash(network), pe=pe, simd=simd,
                      input_range=input_range)
     bridge = UartBridge(core, info, divisor=divisor, timeout_cycles=100 * divisor * 10)
     if engine == "verilator":
-        from sim.verilator_uart import VerilatorUartTransport
+        from .verilator_uart import VerilatorUartTransport
         return VerilatorUartTransport(bridge, divisor=divisor)
     return SimulatedTransport(bridge, divisor=divisor)
 
@@ -309,8 +162,8 @@ def run_board(network, x, port, *, timeout: float = 5.0, return_cycles: bool = F
     ``network`` (its ``INFO`` hash is compared with :func:`hw.board.frame.network_hash`).
     With ``return_cycles`` the result is ``(outputs, cycles)``, cycles (B,) per inference.
     """
-    from hw.run import host_input
-    from model_tools.golden import check_input
+    from .run import host_input
+    from ..model_tools.golden import check_input
     raw = host_input(network, check_input(network, x))   # the same checks as the RTL engines
     own = isinstance(port, str)
     transport = open_transport(port, network)

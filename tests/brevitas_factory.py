@@ -397,7 +397,7 @@ def random_inputs(seed, input_shape, n) -> np.ndarray:
 
 def reference(path, x: np.ndarray) -> np.ndarray:
     """Run each sample through ``qonnx.core.onnx_exec.execute_onnx`` (exports have batch 1); stack."""
-    from model_tools.bench import qonnx_reference  # noqa: PLC0415
+    from thresher.model_tools.bench import qonnx_reference  # noqa: PLC0415
     return qonnx_reference(path, np.asarray(x, dtype=np.float32))
 
 

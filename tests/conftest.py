@@ -1,12 +1,6 @@
-import sys
-from pathlib import Path
-
 import pytest
 
-TESTS = Path(__file__).resolve().parent
-sys.path.insert(0, str(TESTS))   # test helpers (qonnx_builder, brevitas_factory) import by name
-
-SHARED = TESTS.parent.parent / "shared"
+from paths import SHARED   # test helpers import by name: pyproject's pytest pythonpath has tests/
 
 
 @pytest.fixture(scope="session")

@@ -7,15 +7,16 @@ amaranth-boards has none) and the board clock thresher expects.
 
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
+from importlib.resources import files
 
 from amaranth.build import Attrs, Pins, Resource, Subsignal
 
-from model_tools.errors import ThresherError
+from ...model_tools.errors import ThresherError
 
 __all__ = ["BoardSpec", "BOARDS", "make_platform", "CONSTRAINTS"]
 
-CONSTRAINTS = Path(__file__).resolve().parents[2] / "constraints" / "boards.json"
+#: pins and clocks amaranth-boards lacks, shipped as package data (``constraints/boards.json``)
+CONSTRAINTS = files(__package__.rsplit(".", 2)[0] + ".constraints") / "boards.json"
 
 _UP5K = {"ICESTORM_LC": 5280, "ICESTORM_RAM": 30, "ICESTORM_DSP": 8, "ICESTORM_SPRAM": 4,
          "ICESTORM_PLL": 1}

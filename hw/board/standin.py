@@ -14,8 +14,8 @@ from amaranth import *
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 
-from model_tools.errors import ThresherError
-from model_tools.ir import Dense, signed_bits
+from ...model_tools.errors import ThresherError
+from ...model_tools.ir import Dense, signed_bits
 
 from ..core import core_signature
 

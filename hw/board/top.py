@@ -11,10 +11,10 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
-from model_tools.ir import bits_for_range
+from ...model_tools.ir import bits_for_range
 
 from .frame import Info
-from .pll import ECP5PLL, ICE40PLL, ecp5_pll, ice40_pll, pll_instance
+from .pll import ecp5_pll, ice40_pll, pll_instance
 from .protocol import ProtocolEngine
 from .uart import UARTRx, UARTTx, baud_divisor
 

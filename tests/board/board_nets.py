@@ -1,7 +1,7 @@
 import numpy as np
 
 
-from model_tools.ir import Dense, Dequant, InputQuantizer, IntegerNetwork, Thresholds
+from thresher.model_tools.ir import Dense, Dequant, InputQuantizer, IntegerNetwork, Thresholds
 
 
 def tiny_network(seed=0, sizes=(12, 6, 4), name="tiny"):

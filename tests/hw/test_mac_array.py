@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.mac_array import MACArray
-from hw.streamsim import stream_get, stream_put
+from thresher.hw.mac_array import MACArray
+from thresher.sim.streamsim import stream_get, stream_put
 
 
 def _run(pe, simd, ww, aw, accw, beats, stall_every=0, dsp_lanes=None, pack_shift=None):
@@ -79,7 +79,7 @@ def test_shift_add_product_is_exact(ww, aw):
     from amaranth import signed
     from amaranth.sim import Simulator as Sim
     from amaranth.hdl import Module, Signal
-    from hw.mac_array import shift_add_product
+    from thresher.hw.mac_array import shift_add_product
     m = Module()
     w, a = Signal(signed(ww)), Signal(signed(aw))
     p = Signal(signed(ww + aw))

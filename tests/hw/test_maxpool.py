@@ -1,8 +1,8 @@
 import numpy as np
 from amaranth.sim import Simulator
 
-from hw.maxpool import MaxPoolUnit
-from hw.streamsim import stream_get, stream_put
+from thresher.hw.maxpool import MaxPoolUnit
+from thresher.sim.streamsim import stream_get, stream_put
 
 
 def test_running_max_ignores_invalid_lanes():

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.streamsim import stream_get, stream_put
-from hw.threshold import ThresholdUnit
+from thresher.sim.streamsim import stream_get, stream_put
+from thresher.hw.threshold import ThresholdUnit
 
 
 def _run(lanes, levels, accw, cw, outw, beats, prenegated=False):

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from hw.plan import Plan
-from hw.streamsim import stream_get
-from hw.window import WindowGenerator
-from model_tools.netgen import random_network
+from thresher.hw.plan import Plan
+from thresher.sim.streamsim import stream_get
+from thresher.hw.window import WindowGenerator
+from thresher.model_tools.netgen import random_network
 
 
 def _commands(plan):

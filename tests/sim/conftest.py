@@ -1,12 +1,9 @@
 import os
-import sys
-from pathlib import Path
+from contextlib import contextmanager
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))                    # verilator_standin
-sys.path.insert(0, str(HERE.parent / "hw"))      # netgen
+from thresher.model_tools import progress
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,3 +18,29 @@ def thresher_cache(tmp_path_factory):
         os.environ.pop("THRESHER_CACHE", None)
     else:
         os.environ["THRESHER_CACHE"] = old
+
+
+class RecordingReporter(progress.Reporter):
+    """Progress as a list of events: ``("step", label)`` when a step starts, and
+    ``("bar", label, total, updates)`` for a bar, ``updates`` growing with each ``update(done)``."""
+
+    def __init__(self):
+        self.events = []
+
+    @contextmanager
+    def step(self, label):
+        self.events.append(("step", label))
+        yield
+
+    def bar(self, total, label):
+        updates = []
+        self.events.append(("bar", label, total, updates))
+        return updates.append
+
+
+@pytest.fixture
+def progress_events():
+    """The progress events reported during the test (see :class:`RecordingReporter`)."""
+    reporter = RecordingReporter()
+    with progress.reporting(reporter):
+        yield reporter.events

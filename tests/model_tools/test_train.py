@@ -6,12 +6,12 @@ import sys
 import numpy as np
 import pytest
 
-from model_tools.errors import ThresherError
-from model_tools.train import digits_split, train
+from thresher.model_tools.errors import ThresherError
+from thresher.model_tools.train import digits_split, train
 
 
 def test_model_tools_imports_without_torch():
-    code = ("import sys, model_tools, model_tools.train; "
+    code = ("import sys, thresher.model_tools, thresher.model_tools.train; "
             "assert 'torch' not in sys.modules and 'brevitas' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -63,7 +63,7 @@ def test_training_is_deterministic_for_a_seed():
 
 def test_shipped_test_split_is_the_training_split():
     """The demo's embedded test images are exactly ``digits_split(0)``'s test part."""
-    from model_tools.default import digits_test
+    from thresher.model_tools.builtin import digits_test
     _, _, x_test, y_test = digits_split(0)
     x, y = digits_test()
     assert np.array_equal(x, x_test) and np.array_equal(y, y_test)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model_tools import ThresherError, golden, load_model
+from thresher.model_tools import ThresherError, golden, load_model
 from qonnx_builder import GraphBuilder, execute
 
 rng = np.random.default_rng(7)

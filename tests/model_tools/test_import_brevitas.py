@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from brevitas_factory import make_case
 
-from model_tools import golden, load_model
+from thresher.model_tools import golden, load_model
 
 
 @pytest.fixture(scope="module")

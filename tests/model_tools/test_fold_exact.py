@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from model_tools import golden, load_model
+from thresher.model_tools import golden, load_model
 from qonnx_builder import GraphBuilder, execute
 
 pow2 = st.integers(-3, 2).map(lambda k: 2.0 ** k)

@@ -8,17 +8,17 @@ the top of the dependency chain). User errors are :class:`ThresherError` and bec
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-import warnings
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
-from model_tools.errors import ThresherError
-
-from .engines import ENGINES
+from ...model_tools import progress
+from ...model_tools.builtin import BUILTIN_MODELS
+from ...model_tools.errors import ThresherError
+from ..engines import ENGINES
 
 __all__ = ["main"]
 
@@ -30,30 +30,9 @@ class _Parser(argparse.ArgumentParser):
         raise ThresherError(f"{message} (see '{self.prog} --help')")
 
 
-def shared_dir() -> Path | None:
-    """The read-only ``shared/`` folder beside the checkout, where the demo model lives."""
-    for candidate in (Path(__file__).resolve().parents[2] / "shared", Path.cwd().parent / "shared"):
-        if (candidate / "models").is_dir():
-            return candidate
-    return None
-
-
 def _progress(total: int, label: str):
-    """A progress bar on stderr (tqdm when installed and stderr is a terminal), or nothing."""
-    if not sys.stderr.isatty():
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    bar = tqdm(total=total, desc=label, leave=False, file=sys.stderr)
-
-    def update(done):
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-    return update
+    """A progress callback for ``total`` units (see :mod:`thresher.model_tools.progress`)."""
+    return progress.bar(total, label)
 
 
 def _output_file(path, what: str) -> Path:
@@ -76,8 +55,8 @@ def _output_dir(path) -> Path:
 # -- commands ---------------------------------------------------------------------------------------
 
 def cmd_compile(args) -> int:
-    from model_tools.files import load_network
-    from model_tools.report import format_table, layer_rows, network_summary
+    from ...model_tools.load import load_network
+    from ...model_tools.report import format_table, layer_rows, network_summary
     net = load_network(args.model)
     if args.out is not None:
         net.save(_output_dir(args.out))
@@ -85,7 +64,7 @@ def cmd_compile(args) -> int:
     s = network_summary(net)
     print(f"\n{s['macs']:,} MACs per inference, {s['params']:,} weights "
           f"({s['weight_bits_total'] / 1024:.1f} kbit), widest accumulator {s['max_acc_bits']} bits")
-    from hw.plan import mac_bound_cycles, predict_cycles
+    from ...hw.plan import mac_bound_cycles, predict_cycles
     try:
         predicted = predict_cycles(net, args.pe, args.simd)
         bound = mac_bound_cycles(net, args.pe, args.simd)
@@ -104,8 +83,9 @@ def cmd_info(args) -> int:
 
 
 def cmd_run(args) -> int:
-    from model_tools.files import load_array, load_network, save_array
-    from .engines import run_engine
+    from ...model_tools.files import load_array, save_array
+    from ...model_tools.load import load_network
+    from ..engines import run_engine
     out = _output_file(args.out, "output .npy file")
     if args.trace is not None and not str(args.trace).endswith((".vcd", ".fst")):
         raise ThresherError(f"--trace {args.trace}: give a .vcd or .fst file name")
@@ -129,8 +109,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_build(args) -> int:
-    from hw.build import build
-    from model_tools.files import load_network
+    from ...hw.build import build
+    from ...model_tools.load import load_network
     net = load_network(args.model)
     out = _output_dir(args.out)
     if (args.pe is None) != (args.simd is None):
@@ -161,8 +141,8 @@ def format_build(r: dict) -> str:
 
 
 def cmd_boards(args) -> int:
-    from hw.build import boards
-    from model_tools.report import format_table
+    from ...hw.build import boards
+    from ...model_tools.report import format_table
     rows = [{"board": b["board"], "device": b["device"], "clock": f"{b['clock_mhz']:g} MHz",
              "logic": next(f"{v:,} {k}" for k, v in b["resources"].items()),
              "block RAM": next((f"{v} {k}" for k, v in b["resources"].items()
@@ -176,13 +156,13 @@ def cmd_boards(args) -> int:
 
 
 def cmd_program(args) -> int:
-    from hw.build import program
-    program(args.board, Path(args.dir), dry_run=args.dry_run)
+    from ..program import program
+    program(Path(args.dir), args.board, dry_run=args.dry_run)
     return 0
 
 
 def cmd_verify(args) -> int:
-    from .verilator import verify_random
+    from ..verify import verify_random
     t0 = time.perf_counter()
     results = verify_random(args.random, args.seed, args.out, log=print)
     failed = [r for r in results if not r.ok and not r.unsupported]
@@ -199,20 +179,20 @@ def cmd_verify(args) -> int:
 def cmd_bench(args) -> int:
     if args.what == "all":
         from .bench import bench_all, format_bench
-        rows = bench_all(Path(args.out), shared_dir(), _progress)
+        rows = bench_all(Path(args.out), _progress)
         print("\n" + format_bench(rows))
         return 0
-    from model_tools.bench import bench_golden, mnist_like
-    from model_tools.files import load_array
-    shared = shared_dir()
-    model = Path(args.model) if args.model else (shared / "models" / "TFC_2W2A.onnx" if shared else None)
-    if model is None or not model.exists():
-        raise ThresherError("no model given and ../shared/models/TFC_2W2A.onnx not found")
+    from ...model_tools.bench import bench_golden, mnist_like
+    from ...model_tools.builtin import mnist4
+    from ...model_tools.files import load_array
+    from ...model_tools.load import resolve_model
+    model = resolve_model(args.model)
+    if not model.is_file():
+        raise ThresherError(f"{args.model}: no such model file")
     if args.input:
         x = load_array(args.input).astype(np.float32)
     else:
-        images = load_array(shared / "data" / "mnist4" / "input.npy")
-        x = mnist_like(images, args.n, seed=0)
+        x = mnist_like(mnist4()[0], args.n, seed=0)
     r = bench_golden(model, x, _progress(len(x), "qonnx execute_onnx"))
     print(f"model {model.name}, {r['inputs']} inputs")
     print(f"  golden engine        {r['golden_s'] * 1e3:10.1f} ms")
@@ -230,7 +210,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from model_tools.train import train
+    from ...model_tools.train import train
     out = _output_file(args.out, ".onnx file")
     summary = train(dataset=args.dataset, wbits=args.wbits, abits=args.abits, epochs=args.epochs,
                     seed=args.seed, out=out, progress=sys.stderr.isatty())
@@ -264,26 +244,38 @@ def _parallelism_options(parser):
     parser.add_argument("--simd", type=_power_of_two, default=8, help="inputs per output per cycle")
 
 
+def _version() -> str:
+    try:
+        return version("thresher")
+    except PackageNotFoundError:   # imported from a source tree that was never installed
+        return "unknown (not installed)"
+
+
+_MODEL_HELP = ("QONNX file (.onnx), a compiled directory, or a built-in model: "
+               + ", ".join(f"{k} ({v[1]})" for k, v in BUILTIN_MODELS.items()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="thresher", description="Trained quantized networks onto small FPGAs: fold "
                 "batch-norm and quantized activations into integer thresholds, generate hardware, "
                 "simulate it bit-exact, build bitstreams with pip-installed tools.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     c = sub.add_parser("compile", help="fold a QONNX model into an integer network")
-    c.add_argument("model", help="QONNX file (.onnx) or a compiled directory")
+    c.add_argument("model", help=_MODEL_HELP)
     c.add_argument("-o", "--out", required=True, metavar="DIR", help="write network.json/.npz here")
     _parallelism_options(c)
     c.set_defaults(func=cmd_compile)
 
     i = sub.add_parser("info", help="print the per-layer table of a model")
-    i.add_argument("model", help="QONNX file (.onnx) or a compiled directory")
+    i.add_argument("model", help=_MODEL_HELP)
     _parallelism_options(i)
     i.set_defaults(func=cmd_info)
 
     r = sub.add_parser("run", help="run a model on a batch of inputs")
-    r.add_argument("model", help="QONNX file (.onnx) or a compiled directory")
+    r.add_argument("model", help=_MODEL_HELP)
     r.add_argument("input", metavar="X.npy", help="a batch in the model's input shape")
     r.add_argument("-o", "--out", required=True, metavar="Y.npy", help="where the outputs go")
     r.add_argument("--engine", default="golden", choices=ENGINES,
@@ -294,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(func=cmd_run)
 
     bl = sub.add_parser("build", help="a bitstream for a board (yosys + nextpnr from pip)")
-    bl.add_argument("model", help="QONNX file (.onnx) or a compiled directory")
+    bl.add_argument("model", help=_MODEL_HELP)
     bl.add_argument("--board", required=True, help="see 'thresher boards'")
     bl.add_argument("-o", "--out", required=True, metavar="DIR")
     bl.add_argument("--pe", type=_power_of_two, help="override the board's automatic choice")
@@ -305,10 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     bo = sub.add_parser("boards", help="list the supported boards")
     bo.set_defaults(func=cmd_boards)
 
-    pr = sub.add_parser("program", help="load a built bitstream onto its board (openFPGALoader)")
+    pr = sub.add_parser("program", help="load a built bitstream onto its board (iCEBreaker, "
+                        "UPduino v3: SPI flash via pyftdi; others: openFPGALoader)")
     pr.add_argument("dir", metavar="DIR", help="a directory written by 'thresher build'")
-    pr.add_argument("--board", required=True)
-    pr.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
+    pr.add_argument("--board", help="default: the board DIR was built for (its report.json)")
+    pr.add_argument("--dry-run", action="store_true", help="print what would be done, do nothing")
     pr.set_defaults(func=cmd_program)
 
     v = sub.add_parser("verify", help="random networks on golden vs Verilator (and pysim)")
@@ -322,7 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("what", nargs="?", default="all", choices=("all", "golden"),
                    help="all: the whole table (builds bitstreams, minutes); golden: golden vs qonnx")
     b.add_argument("--out", default="thresher-bench", metavar="DIR", help="where builds go")
-    b.add_argument("--model", help="QONNX file (default: ../shared/models/TFC_2W2A.onnx)")
+    b.add_argument("--model", default="tfc", help="golden: the QONNX model (default: the built-in "
+                   "tfc, FINN's TFC_2W2A)")
     b.add_argument("--input", metavar="X.npy", help="inputs (default: 1,000 MNIST-like images)")
     b.add_argument("-n", type=_positive, default=1000, help="number of generated inputs")
     b.set_defaults(func=cmd_bench)
@@ -344,11 +338,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    warnings.simplefilter("ignore")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:
         args = build_parser().parse_args(argv)
-        return args.func(args)
+        with progress.reporting(progress.StderrReporter()):
+            return args.func(args)
     except ThresherError as e:
         print(f"thresher: error: {e}", file=sys.stderr)
         return 2

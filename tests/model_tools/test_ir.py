@@ -5,8 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_tools import IntegerNetwork, ThresherError, Thresholds, golden, load_model
-from model_tools.ir import Conv, Dense, signed_bits
+from thresher.model_tools import IntegerNetwork, ThresherError, Thresholds, golden, load_model
+from thresher.model_tools.ir import Conv, Dense, signed_bits
 
 
 def test_thresholds_must_be_ascending_and_directions_unit():

@@ -19,39 +19,37 @@ __all__ = ["bench_all", "format_bench", "TARGET_MHZ"]
 TARGET_MHZ = {"icebreaker": 36.0, "ulx3s-85f": 100.0}
 
 
-def _models(shared: Path | None):
-    from model_tools.bench import mnist_like
-    from model_tools.default import DEFAULT_MODEL, digits_test
+def _models():
+    from ...model_tools.bench import mnist_like
+    from ...model_tools.builtin import DEFAULT_MODEL, TFC_MODEL, digits_test, mnist4
     x, _ = digits_test()
     yield "default (digits)", DEFAULT_MODEL, x, ("icebreaker", "ulx3s-85f")
-    if shared is not None:
-        images = np.load(shared / "data" / "mnist4" / "input.npy")
-        yield "TFC_2W2A (MNIST)", shared / "models" / "TFC_2W2A.onnx", mnist_like(images, 1000), \
-            ("ulx3s-85f",)
+    yield "TFC_2W2A (MNIST)", TFC_MODEL, mnist_like(mnist4()[0], 1000), ("ulx3s-85f",)
 
 
-def bench_all(out_dir: Path, shared: Path | None, progress=None, say=print) -> list[dict]:
+def bench_all(out_dir: Path, progress=None, say=print) -> list[dict]:
     """Measure every row; builds go to ``out_dir/<model>-<board>``."""
-    from hw.build import build, choose_parallelism
-    from hw.plan import mac_bound_cycles
-    from model_tools.bench import bench_golden
-    from model_tools.fold import load_model
+    from ...hw.build import build
+    from ...hw.resources import choose_parallelism
+    from ...hw.plan import mac_bound_cycles
+    from ...model_tools.bench import bench_golden
+    from ...model_tools.load import load_model
 
-    from . import verilator
+    from ..verilator import accelerator_model, run_verilator
 
     rows = []
-    for label, path, x, boards in _models(shared):
+    for label, path, x, boards in _models():
         say(f"{label}: golden engine vs qonnx on {len(x)} inputs ...")
         golden_row = bench_golden(path, x, progress(len(x), "qonnx") if progress else None)
         net = load_model(path)
         for board in boards:
             pe, simd = choose_parallelism(net, board)
             say(f"{label}: Verilator at PE={pe} x SIMD={simd} ...")
-            verilator.run_verilator(net, x, pe, simd)           # build (or cache) first
+            run_verilator(net, x, pe, simd)           # build (or cache) first
             t0 = time.perf_counter()
-            _, cycles = verilator.run_verilator(net, x, pe, simd)
+            _, cycles = run_verilator(net, x, pe, simd)
             sim_s = time.perf_counter() - t0
-            stats = verilator.accelerator_model(net, pe, simd).last_stats
+            stats = accelerator_model(net, pe, simd).last_stats
             say(f"{label}: bitstream for {board} ...")
             built = build(net, board, Path(out_dir) / f"{path.stem}-{board}", pe=pe, simd=simd,
                           clock_mhz=TARGET_MHZ.get(board))

@@ -8,6 +8,7 @@ import torch
 import brevitas_factory as factory  # noqa: E402  (tests/ is on sys.path under pytest's rootdir import)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed,kind", [(0, "conv"), (1, "conv"), (2, "mlp"), (3, "mlp")])
 def test_make_case_exports_and_runs(tmp_path, seed, kind):
     path, x, y = factory.make_case(seed, kind, tmp_path, n=8)
@@ -19,6 +20,7 @@ def test_make_case_exports_and_runs(tmp_path, seed, kind):
     assert np.ptp(y, axis=0).max() > 0, "output is constant across inputs"
 
 
+@pytest.mark.slow
 def test_reference_matches_torch(tmp_path):
     """qonnx's reading of the export agrees with the Brevitas model it came from (to float rounding)."""
 
@@ -43,6 +45,7 @@ def test_unknown_kind_rejected():
         factory.random_net(0, "transformer")
 
 
+@pytest.mark.slow
 def test_export_is_one_self_contained_file(tmp_path):
     model = factory.random_net(0, "conv")
     model.dynamo = True  # the exporter that writes a side ".data" file

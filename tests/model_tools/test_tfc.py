@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from model_tools import golden, load_model
-from model_tools.bench import mnist_like, qonnx_reference
+from thresher.model_tools import golden, load_model
+from thresher.model_tools.bench import mnist_like, qonnx_reference
 
 
 def test_tfc_labels_and_qonnx_agreement(shared):

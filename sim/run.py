@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 from amaranth.sim import Simulator
 
-from model_tools import golden
-from model_tools.errors import ThresherError
+from ..model_tools import golden
+from ..model_tools.errors import ThresherError
 
-from .accelerator import Accelerator
+from ..hw.accelerator import Accelerator
 from .streamsim import stream_put
 
 __all__ = ["run_pysim", "drive", "host_input"]

