@@ -1,7 +1,8 @@
 """The accelerator top: one PE x SIMD engine run stage by stage over on-chip feature maps (overlay).
 
-Port contract (stable; the Amaranth simulator driver :mod:`hw.run` and the Verilator driver in
-``sim/`` use exactly these names; in Verilog they appear as ``i__valid``, ``i__payload`` ...):
+The ports follow :func:`hw.core.core_signature` (the Amaranth simulator driver :mod:`sim.run`, the
+Verilator driver and the board's protocol engine use exactly these names; in Verilog they appear
+as ``i__valid``, ``i__payload`` ...).
 
 Members
 -------
@@ -25,6 +26,19 @@ cycles : Out(32)
     Cycles of the last inference, counted from ``start`` to ``done`` (load time included only if
     the input was streamed after ``start``).
 
+Parameters
+----------
+network : IntegerNetwork
+pe, simd : int
+    Array shape: output channels and input elements per cycle (powers of two).
+input_range, input_mode, input_stage, fuse_pools
+    As for :class:`~hw.plan.Plan`.
+dsp_lanes : int
+    At most this many multiplier lanes go to DSP blocks (products narrower than
+    ``devices.DSP_MIN_PRODUCT_BITS`` never do).
+dsp_pack : bool
+    Let one DSP compute two lanes when the network's ranges allow it (:func:`pack_shift`).
+
 Attributes
 ----------
 plan : hw.plan.Plan
@@ -32,49 +46,44 @@ plan : hw.plan.Plan
 n_in, n_out : int
     Beats per inference on ``i`` and ``o``.
 
-Datapath (see ``docs/architecture.md``): input loader (quantizer) -> feature RAM (or the im2col tap
-memories of the first conv) -> :class:`~hw.window.WindowGenerator` commands -> feature read ->
-:class:`~hw.mac_array.MACArray` -> threshold ROM read -> :class:`~hw.threshold.ThresholdUnit`
--> feature RAM write (or :class:`~hw.maxpool.MaxPoolUnit` for pool stages); the last MAC stage writes
-the output RAM, which is streamed out in C order.
+Datapath (see ``docs/architecture.md``)::
+
+    i -> InputLoader -> feature RAM (or the im2col tap memories of the first conv)
+    WindowGenerator commands -> feature / tap read -> MACArray -> ThresholdUnit -> WriteBack
+                                                   -> MaxPoolUnit ------------> WriteBack
+    WriteBack -> feature RAM, or the output RAM of the last MAC stage -> OutputStreamer -> o
+
+Sequencing is a state machine: ``Idle`` (loading allowed) -> ``start`` -> ``Load`` (until every
+input value is written) -> ``Run`` (the window generator walks every stage) -> ``Output`` (the
+streamer sends the results) -> ``Idle``.
+
+Pipeline, for Fmax: the command is registered before the feature read (``cmd1``) and again with
+the operands in front of the array (``cmd2``, ``a2``); the weight ROM is read one cycle after the
+feature RAM so its word arrives with the registered activations; the threshold ROM is read with
+the tag of the beat in the array's adder stage, so its word arrives with the accumulators; the
+thresholds of negative lanes are stored negated (:func:`hw.images.threshold_image`), so the
+threshold unit never negates an accumulator.
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
-from amaranth.utils import bits_for, ceil_log2
 
-from model_tools.errors import ThresherError
+from ..model_tools.errors import ThresherError
 
 from .core import core_signature
-from .images import input_level_image, input_threshold_image, threshold_image, weight_image
+from .devices import BLOCK_RAM, DSP_LANES, DSP_MIN_PRODUCT_BITS, memory_style
+from .images import threshold_image, weight_image
+from .loader import InputLoader
 from .mac_array import MACArray
 from .maxpool import MaxPoolUnit
 from .plan import GAP_CYCLES, Plan
+from .streamer import OutputStreamer
 from .threshold import ThresholdUnit
-from .window import WindowGenerator
+from .window import WindowGenerator, tag_layout
+from .writeback import WriteBack
 
-__all__ = ["Accelerator"]
-
-# yosys maps small memories (and every ROM) to logic unless asked: ask for block RAM
-# (iCE40 SB_RAM40_4K, ECP5 DP16KD) for everything that holds weights, thresholds or feature maps,
-# unless it is so shallow that logic is cheaper (memory_style).
-BLOCK_RAM = {"ram_style": "block", "rom_style": "block"}
-LOGIC = {"ram_style": "logic", "rom_style": "logic"}
-
-#: Products narrower than this stay in LUTs (a DSP for a 2 x 2-bit product is a waste); wider ones
-#: go to at most ``dsp_lanes`` DSP blocks.
-DSP_MIN_PRODUCT_BITS = 11
-#: Default DSP budget of the MAC array: the iCE40 UP5K's 8 SB_MAC16.
-DSP_LANES = 8
-#: Logic cells one block RAM is worth (UP5K: 5,280 LCs / 30 EBRs).
-LC_PER_BRAM = 176
-
-
-def bram_blocks(width, depth):
-    """iCE40 4-kbit EBRs for a width x depth memory, best aspect ratio."""
-    return min(-(-width // w) * -(-depth // d) for w, d in ((16, 256), (8, 512), (4, 1024),
-                                                            (2, 2048)))
+__all__ = ["Accelerator", "pack_shift"]
 
 
 def pack_shift(plan):
@@ -93,43 +102,6 @@ def pack_shift(plan):
                 return S
             return None
     return None
-
-
-def prenegate_thresholds(width, words, *, pe, levels, cmp_width):
-    """A threshold ROM image (:func:`hw.images.threshold_image`) for
-    ``ThresholdUnit(prenegated=True)``: every threshold ``T`` of a negative lane becomes ``1 - T``
-    (``-acc >= T`` iff ``not (acc >= 1 - T)``). The clamped thresholds lie in ``[-M, M + 1]`` with
-    ``M < 2^(cmp_width - 2)``, so ``1 - T`` fits; out-of-range values are clamped to the extreme
-    that keeps the comparison's (constant) outcome."""
-    cw, mask = cmp_width, (1 << cmp_width) - 1
-    lane_bits = 1 + levels * cw
-    hi, lo = (1 << (cw - 1)) - 1, -(1 << (cw - 1))
-    out = []
-    for word in words:
-        new = word
-        for k in range(pe):
-            base = k * lane_bits
-            if not (word >> base) & 1:
-                continue
-            for j in range(levels):
-                sh = base + 1 + j * cw
-                t = (word >> sh) & mask
-                t -= (1 << cw) if t >> (cw - 1) else 0
-                v = min(max(1 - t, lo), hi)
-                new = (new & ~(mask << sh)) | ((v & mask) << sh)
-        out.append(new)
-    return width, out
-
-
-def memory_style(width, depth, *, rom):
-    """``BLOCK_RAM`` or ``LOGIC`` attributes, whichever costs fewer logic cells.
-
-    A ROM bit in LUT4s costs about ``2 * ceil(depth / 16) - 1`` (LUTs + mux tree), a RAM bit in logic
-    a flip-flop and its share of the read mux; a block RAM costs :data:`LC_PER_BRAM`. Shallow wide
-    images (the threshold ROM: 184 bits x 6 words took 12 EBRs) go to logic.
-    """
-    per_bit = 2 * -(-depth // 16) - 1 if rom else 1.5 * depth
-    return LOGIC if width * per_bit < bram_blocks(width, depth) * LC_PER_BRAM else BLOCK_RAM
 
 
 class Accelerator(wiring.Component):
@@ -154,191 +126,133 @@ class Accelerator(wiring.Component):
         m = Module()
         plan = self.plan
         V, simd, pe, A = plan.V, plan.simd, plan.pe, plan.act_width
-        F, T = plan.feat_width, plan.tap_width
-        stages = plan.stages
-        s0 = stages[0]
+        F, T, stages = plan.feat_width, plan.tap_width, plan.stages
+        tags = tag_layout(plan)
 
-        # ---- feature RAM: V lanes x F bits, two regions -------------------------------------
+        m.submodules.loader = loader = InputLoader(plan)
+        m.submodules.gen = gen = WindowGenerator(plan, gap=GAP_CYCLES)
+        m.submodules.mac = mac = MACArray(pe=pe, simd=simd, weight_width=plan.weight_width,
+                                          act_width=A, acc_width=plan.acc_width,
+                                          tag_width=tags.size, dsp_lanes=self.dsp_lanes,
+                                          pack_shift=self.pack_shift)
+        m.submodules.pool = pool = MaxPoolUnit(lanes=simd, width=A, tag_width=tags.size)
+        m.submodules.thr = thr = ThresholdUnit(lanes=pe, acc_width=plan.acc_width,
+                                               cmp_width=plan.cmp_width,
+                                               levels=max(plan.levels, 1), out_width=A,
+                                               tag_width=tags.size, prenegated=True)
+        m.submodules.writeback = wb = WriteBack(plan)
+        m.submodules.output = out = OutputStreamer(plan)
+
+        # ---- memories: feature RAM (V lanes x F bits, two regions), tap memories, output RAM,
+        # pool buffer (the running maxima of a fused pool) ------------------------------------
         m.submodules.fmem = fmem = Memory(shape=unsigned(V * F), depth=plan.feature_depth, init=[],
                                           attrs=BLOCK_RAM)
-        f_wr = fmem.write_port(granularity=F)
         f_rd = fmem.read_port()
-
-        # ---- phase control ---------------------------------------------------------------------
-        m.submodules.gen = gen = WindowGenerator(plan, gap=GAP_CYCLES)
-        busy = Signal()
-        loaded = Signal(range(plan.n_in + 1))
-        full = Signal()                  # == (loaded == n_in), kept as a flag (timing)
-        inflight = Signal(2)             # loader beats in its 2-cycle pipeline
-        running = Signal()
-        out_phase = Signal()
-        count = Signal(32)
-        m.d.comb += self.busy.eq(busy)
-        m.d.sync += self.done.eq(0)
-        with m.If(busy):
-            m.d.sync += count.eq(count + 1)
-
-        # ---- input loader ----------------------------------------------------------------------
-        # accepted beat -> (2 cycles) -> q_valid / q_value, whatever the input stage
-        accept = ~running & ~out_phase & ~full
-        m.d.comb += self.i.ready.eq(accept)
-        take = self.i.valid & accept
-        with m.If(take):
-            m.d.sync += [loaded.eq(loaded + 1), full.eq(loaded == plan.n_in - 1)]
-        m.d.sync += inflight.eq(Cat(take, inflight[0]))
-        q_valid = Signal()
-        q_value = Signal(signed(A))
-        loader_reset = []
-        if plan.input_stage == "none":
-            # levels mode: the host quantized; register twice to keep the loader's latency
-            lvl = Signal(signed(A))
-            lvl_v = Signal()
-            m.d.sync += [lvl.eq(self.i.payload), lvl_v.eq(take),
-                         q_value.eq(lvl), q_valid.eq(lvl_v)]
-        else:
-            tq = plan.in_thresholds
-            per_q = plan.n_in // tq.channels
-            qn = Signal(range(per_q + 1))
-            qc = Signal(range(tq.channels + 1))
-            loader_reset += [qc.eq(0), qn.eq(0)]
-            with m.If(take):
-                with m.If(qn == per_q - 1):
-                    m.d.sync += [qn.eq(0), qc.eq(qc + 1)]
-                with m.Else():
-                    m.d.sync += qn.eq(qn + 1)
-        if plan.input_stage == "rom":
-            # lookup ROM: level count of every (channel, raw value), read at raw - lo
-            lwidth, lwords = input_level_image(plan)
-            m.submodules.in_lrom = in_lrom = Memory(shape=unsigned(lwidth), depth=len(lwords),
-                                                    init=lwords, attrs=BLOCK_RAM)
-            in_lrd = in_lrom.read_port()
-            span = plan.input_range[1] - plan.input_range[0] + 1
-            raw = self.i.payload - plan.input_range[0]
-            if tq.channels > 1:
-                qbase = Signal(range(len(lwords) + 1))
-                loader_reset.append(qbase.eq(0))
-                with m.If(take & (qn == per_q - 1)):
-                    m.d.sync += qbase.eq(qbase + span)
-                m.d.comb += in_lrd.addr.eq(qbase + raw)
-            else:
-                m.d.comb += in_lrd.addr.eq(raw)
-            lrd_v = Signal()
-            m.d.sync += [lrd_v.eq(take), q_valid.eq(lrd_v),
-                         q_value.eq(tq.offset + tq.step * in_lrd.data)]
-        elif plan.input_stage == "compare":
-            in_cw = plan.raw_width + 1
-            twidth, twords = input_threshold_image(plan)
-            m.submodules.in_trom = in_trom = Memory(shape=unsigned(twidth), depth=len(twords),
-                                                    init=twords)
-            in_trd = in_trom.read_port()
-            m.submodules.in_thr = in_thr = ThresholdUnit(
-                lanes=1, acc_width=plan.raw_width, cmp_width=in_cw, levels=max(tq.levels, 1),
-                out_width=A)
-            raw_r = Signal(signed(plan.raw_width))
-            raw_v = Signal()
-            m.d.comb += in_trd.addr.eq(qc)
-            m.d.sync += [raw_r.eq(self.i.payload), raw_v.eq(take)]
-            never = (1 << (in_cw - 1)) - 1
-            m.d.comb += [
-                in_thr.i.valid.eq(raw_v),
-                in_thr.i.payload.acc[0].eq(raw_r),
-                in_thr.i.payload.neg[0].eq(in_trd.data[0]),
-                in_thr.i.payload.offset.eq(tq.offset),
-                in_thr.i.payload.step.eq(tq.step),
-                in_thr.o.ready.eq(1),
-            ]
-            for j in range(max(tq.levels, 1)):
-                m.d.comb += in_thr.i.payload.thr[0][j].eq(
-                    in_trd.data[1 + j * in_cw:1 + (j + 1) * in_cw].as_signed()
-                    if j < tq.levels else never)
-            m.d.comb += [q_valid.eq(in_thr.o.valid), q_value.eq(in_thr.o.payload.value[0])]
-
-        # loader write side: where quantized value number n goes
-        lc, lh, lw = plan.load_geom
-        ld_c = Signal(range(lc + 1))
-        ld_p = Signal(range(lh * lw + 1))
-        ld_ptr = Signal(range(max(plan.feature_depth, 1) + lh * lw * s0.in_words + 2))
-        loader_we = Signal()
-        loader_addr = Signal.like(f_wr.addr)
-        loader_data = Signal(V * F)
-        loader_en = Signal(V)
+        wiring.connect(m, wb.feature, fmem.write_port(granularity=F))
         tap_ports = []
-        loader_reset += [ld_c.eq(0), ld_p.eq(0), ld_ptr.eq(0)]
         if plan.im2col:
-            kh, kw = s0.kernel
-            sh, sw = s0.stride
-            pt, pl = s0.pad_tl
-            _, ho, wo = s0.conv_geom
-            ld_h = Signal(range(lh + 1))
-            ld_w = Signal(range(lw + 1))
-            qrange = signed(bits_for(max(lh, lw, ho, wo) + max(pt, pl, kh, kw) + 2) + 2)
-            hq = [Signal(qrange, name=f"hq{y}", init=(pt - y) // sh) for y in range(kh)]
-            hr = [Signal(range(sh), name=f"hr{y}", init=(pt - y) % sh) for y in range(kh)]
-            wq = [Signal(qrange, name=f"wq{x}", init=(pl - x) // sw) for x in range(kw)]
-            wr = [Signal(range(sw), name=f"wr{x}", init=(pl - x) % sw) for x in range(kw)]
-
-            def reset_rows():     # back to the first row's (quotient, remainder) per tap
-                return [s.eq(s.init) for s in hq + hr]
-
-            def reset_cols():
-                return [s.eq(s.init) for s in wq + wr]
-
-            def step(q, r, s):
-                return [q.eq(q + 1), r.eq(0)] if s == 1 else \
-                    [r.eq(Mux(r == s - 1, 0, r + 1)), q.eq(Mux(r == s - 1, q + 1, q))]
-
-            loader_reset += reset_rows() + reset_cols() + [ld_h.eq(0), ld_w.eq(0)]
-            with m.If(q_valid):
-                with m.If(ld_w != lw - 1):
-                    m.d.sync += [ld_w.eq(ld_w + 1)]
-                    for x in range(kw):
-                        m.d.sync += step(wq[x], wr[x], sw)
-                with m.Else():
-                    m.d.sync += [ld_w.eq(0)] + reset_cols()
-                    with m.If(ld_h != lh - 1):
-                        m.d.sync += ld_h.eq(ld_h + 1)
-                        for y in range(kh):
-                            m.d.sync += step(hq[y], hr[y], sh)
-                    with m.Else():
-                        m.d.sync += [ld_h.eq(0), ld_c.eq(ld_c + 1)] + reset_rows()
-            for y in range(kh):
-                for x in range(kw):
-                    mem = Memory(shape=unsigned(lc * T), depth=ho * wo, init=[], attrs=BLOCK_RAM)
-                    m.submodules[f"tap_{y}_{x}"] = mem
-                    wp = mem.write_port(granularity=T)
-                    rp = mem.read_port()
-                    ok = ((hr[y] == 0) & (hq[y] >= 0) & (hq[y] < ho) &
-                          (wr[x] == 0) & (wq[x] >= 0) & (wq[x] < wo))
-                    m.d.comb += [
-                        wp.addr.eq(hq[y] * wo + wq[x]),
-                        wp.data.eq(Cat(q_value[:T] for _ in range(lc))),
-                        wp.en.eq(Mux(q_valid & ok, 1 << ld_c, 0)),
-                    ]
-                    tap_ports.append(rp)
+            _, ho, wo = stages[0].conv_geom
+            kh, kw = stages[0].kernel
+            for j, port in enumerate(loader.taps):
+                m.submodules[f"tap_{j // kw}_{j % kw}"] = mem = Memory(
+                    shape=unsigned(plan.load_geom[0] * T), depth=ho * wo, init=[], attrs=BLOCK_RAM)
+                wiring.connect(m, port, mem.write_port(granularity=T))
+                tap_ports.append(mem.read_port())
         else:
-            with m.If(q_valid):
-                with m.If(ld_p != lh * lw - 1):
-                    m.d.sync += [ld_p.eq(ld_p + 1), ld_ptr.eq(ld_ptr + s0.in_words)]
-                with m.Else():
-                    m.d.sync += [ld_p.eq(0), ld_ptr.eq(0), ld_c.eq(ld_c + 1)]
-            lsv = ceil_log2(V)
-            m.d.comb += [
-                loader_we.eq(q_valid),
-                loader_addr.eq(s0.in_base + ld_ptr + (ld_c >> lsv)),
-                loader_data.eq(Cat(q_value[:F] for _ in range(V))),
-                loader_en.eq(1 << (ld_c & (V - 1))),
-            ]
+            wiring.connect(m, loader.o, wb.load)
+        if plan.output_mode == "acc":
+            width = pe * plan.out_width
+            m.submodules.omem = omem = Memory(
+                shape=unsigned(width), depth=plan.out_depth, init=[],
+                attrs=memory_style(width, plan.out_depth, rom=False))
+            wiring.connect(m, wb.out, omem.write_port())
+            wiring.connect(m, out.rd, omem.read_port())
+        else:
+            m.d.comb += out.rd.data.eq(f_rd.data)
+        if plan.pool_buffer_depth:
+            m.submodules.pbuf = pbuf = Memory(shape=unsigned(pe * F),
+                                              depth=plan.pool_buffer_depth, init=[])
+            pb_wr = pbuf.write_port()
+            wiring.connect(m, wb.pbuf_rd, pbuf.read_port(transparent_for=(pb_wr,)))
+            wiring.connect(m, wb.pbuf_wr, pb_wr)
 
-        # ---- compute: command -> read ------------------------------------------------------
+        # ---- streams between the blocks -----------------------------------------------------
+        wiring.connect(m, wiring.flipped(self.i), loader.i)
+        wiring.connect(m, mac.o, wb.acc)
+        wiring.connect(m, thr.o, wb.act)
+        wiring.connect(m, pool.o, wb.pool)
+        wiring.connect(m, out.o, wiring.flipped(self.o))
+
+        # ---- compute: command -> (cmd1) feature read -> (cmd2) operands -> array / pool -------
         cmd = gen.o.payload
         m.d.comb += gen.o.ready.eq(1)
-        cmd1 = Signal.like(cmd)
-        v1 = Signal()
-        m.d.sync += [cmd1.eq(cmd), v1.eq(gen.o.valid)]
+        cmd1, cmd2 = Signal.like(cmd), Signal.like(cmd)
+        v1, v2 = Signal(), Signal()
+        m.d.sync += [cmd1.eq(cmd), v1.eq(gen.o.valid), cmd2.eq(cmd1), v2.eq(v1)]
+        m.d.comb += f_rd.addr.eq(cmd.addr)
+        for rp in tap_ports:
+            m.d.comb += rp.addr.eq(cmd.addr)
+        w_lanes = self._weights(m, cmd1, cmd2)
+        a2 = Signal(data.ArrayLayout(signed(A), simd))
+        m.d.sync += a2.eq(self._activations(m, f_rd, tap_ports, cmd1))
 
-        # one weight ROM for all MAC stages (stage images stacked; fewer, fuller block RAMs than
-        # one ROM per stage), read by command
+        is_pool = Array(Const(s.kind == "pool", 1) for s in stages)[cmd2.stage]
+        tag2 = Signal(tags)
+        m.d.comb += [getattr(tag2, f).eq(getattr(cmd2, f)) for f in tags.members]
+        m.d.comb += [
+            mac.i.valid.eq(v2 & ~is_pool),
+            mac.i.payload.w.eq(w_lanes),
+            mac.i.payload.a.eq(a2),
+            mac.i.payload.first.eq(cmd2.first),
+            mac.i.payload.last.eq(cmd2.last),
+            mac.i.payload.tag.eq(tag2),
+            pool.i.valid.eq(v2 & is_pool),
+            pool.i.payload.a.eq(a2),
+            pool.i.payload.valid.eq(cmd2.mask),
+            pool.i.payload.first.eq(cmd2.first),
+            pool.i.payload.last.eq(cmd2.last),
+            pool.i.payload.tag.eq(tag2),
+        ]
+        self._thresholds(m, thr, mac.o, tag2)
+
+        # ---- phases -----------------------------------------------------------------------------
+        count = Signal(32)
+        m.d.sync += self.done.eq(0)
+        with m.If(self.busy):
+            m.d.sync += count.eq(count + 1)
+        with m.FSM() as fsm:
+            with m.State("Idle"):
+                m.d.comb += loader.enable.eq(1)
+                with m.If(self.start):
+                    m.d.sync += count.eq(1)
+                    m.next = "Load"
+            with m.State("Load"):
+                # until every input value is written: one cycle if it came before start
+                m.d.comb += loader.enable.eq(1)
+                with m.If(loader.loaded):
+                    m.d.comb += gen.start.eq(1)
+                    m.next = "Run"
+            with m.State("Run"):
+                with m.If(~gen.busy):
+                    m.d.comb += out.start.eq(1)
+                    m.next = "Output"
+            with m.State("Output"):
+                if plan.output_mode == "feature":    # the streamer reads the feature RAM
+                    m.d.comb += [f_rd.addr.eq(out.rd.addr), f_rd.en.eq(out.rd.en)]
+                with m.If(out.done):
+                    m.d.comb += loader.clear.eq(1)
+                    m.d.sync += [self.done.eq(1), self.cycles.eq(count)]
+                    m.next = "Idle"
+        m.d.comb += self.busy.eq(~fsm.ongoing("Idle"))
+        return m
+
+    def _weights(self, m, cmd1, cmd2):
+        """The weight ROM (every MAC stage's image, stacked), read with ``cmd1``; returns the
+        decoded ``pe * simd`` weights of ``cmd2``'s beat."""
+        plan = self.plan
+        stages, pe, simd = plan.stages, plan.pe, plan.simd
         mac_stages = [s for s in stages if s.kind == "mac"]
+        # one ROM for all stages: fewer, fuller block RAMs than one ROM per stage
         images = {s.index: weight_image(plan, s) for s in mac_stages}
         wbase, words = {}, []
         for s in mac_stages:
@@ -349,17 +263,10 @@ class Accelerator(wiring.Component):
                                           attrs=memory_style(wwidth, len(words), rom=True))
         w_rd = wrom.read_port()
         # read one cycle later than the feature RAM (address from cmd1): the weights arrive with
-        # the registered activations (t2) at no register cost
+        # the registered activations (cmd2) at no register cost
         m.d.comb += w_rd.addr.eq(cmd1.waddr +
                                  Array(wbase.get(s.index, 0) for s in stages)[cmd1.stage])
-        tdata = {}
-        # decoded weights for the array, by stage
-        WB = plan.weight_width
-        w_lanes = Signal(data.ArrayLayout(signed(WB), pe * simd))
-        # t1 -> t2: lane select and mask registered in front of the array (cmd2, a2)
-        cmd2 = Signal.like(cmd)
-        v2 = Signal()
-        m.d.sync += [cmd2.eq(cmd1), v2.eq(v1)]
+        w_lanes = Signal(data.ArrayLayout(signed(plan.weight_width), pe * simd))
         # one decoder per distinct (width, bipolar) format; stages select among them. Pool
         # stages never reach the array (mac.i.valid low), so they take any of them: no zero
         # default, and no stage mux at all when every MAC stage stores its weights alike
@@ -383,23 +290,25 @@ class Accelerator(wiring.Component):
                     with (m.Default() if n == len(formats) - 1 else m.Case(*idx)):
                         for k, v in enumerate(decode(ww, bipolar)):
                             m.d.comb += w_lanes[k].eq(v)
+        return w_lanes
 
-        # activations (SIMD lanes) of this beat
-        a_lanes = Signal(data.ArrayLayout(signed(A), simd))
+    def _activations(self, m, f_rd, tap_ports, cmd1):
+        """The ``simd`` activations of ``cmd1``'s beat: its SIMD slice of the feature word (or
+        its chunk of the im2col window), masked lanes zero."""
+        plan = self.plan
+        simd, A, F, T = plan.simd, plan.act_width, plan.feat_width, plan.tap_width
         raw_lanes = Signal(data.ArrayLayout(signed(A), simd))
         feat_lanes = Signal(data.ArrayLayout(signed(F), simd))
-        m.d.comb += f_rd.addr.eq(cmd.addr)
-        nsub = V // simd
+        nsub = plan.V // simd
         m.d.comb += feat_lanes.eq(Array(f_rd.data[k * simd * F:(k + 1) * simd * F]
                                         for k in range(nsub))[cmd1.sub])
         for k in range(simd):
             m.d.comb += raw_lanes[k].eq(feat_lanes[k])          # sign extension F -> A
         if plan.im2col:
-            kh, kw = s0.kernel
+            s0 = plan.stages[0]
             cin = s0.in_geom[0]
             window = []
             for rp in tap_ports:
-                m.d.comb += rp.addr.eq(cmd.addr)
                 window += [rp.data[c * T:(c + 1) * T].as_signed() for c in range(cin)]
             nchunks = s0.loops[3]
             ext = []
@@ -411,84 +320,45 @@ class Accelerator(wiring.Component):
             chunks = Array(Cat(*window[j * simd:(j + 1) * simd]) for j in range(nchunks))
             with m.If(cmd1.stage == 0):
                 m.d.comb += raw_lanes.eq(chunks[cmd1.chunk])
-        a2 = Signal.like(a_lanes)
+        a_lanes = Signal(data.ArrayLayout(signed(A), simd))
         for k in range(simd):
             m.d.comb += a_lanes[k].eq(Mux(cmd1.mask[k], raw_lanes[k], 0))
-        m.d.sync += a2.eq(a_lanes)
+        return a_lanes
 
-        is_pool = Array(Const(s.kind == "pool", 1) for s in stages)[cmd2.stage]
-
-        # tag carried through the array: stage, group, output address and lane
-        tag_fields = ("stage", "group", "oaddr", "olane", "pfirst", "plast", "pskip", "pbaddr")
-        tag_layout = data.StructLayout({f: getattr(cmd, f).shape() for f in tag_fields})
-        tag_w = tag_layout.size
-        tag2 = Signal(tag_layout)
-        m.d.comb += [getattr(tag2, f).eq(getattr(cmd2, f)) for f in tag_fields]
-
-        m.submodules.mac = mac = MACArray(pe=pe, simd=simd, weight_width=WB, act_width=A,
-                                          acc_width=plan.acc_width, tag_width=tag_w,
-                                          dsp_lanes=self.dsp_lanes, pack_shift=self.pack_shift)
-        m.d.comb += [
-            mac.i.valid.eq(v2 & ~is_pool),
-            mac.i.payload.w.eq(w_lanes),
-            mac.i.payload.a.eq(a2),
-            mac.i.payload.first.eq(cmd2.first),
-            mac.i.payload.last.eq(cmd2.last),
-            mac.i.payload.tag.eq(tag2),
-            mac.o.ready.eq(1),
-        ]
-        m.submodules.pool = pool = MaxPoolUnit(lanes=simd, width=A, tag_width=tag_w)
-        m.d.comb += [
-            pool.i.valid.eq(v2 & is_pool),
-            pool.i.payload.a.eq(a2),
-            pool.i.payload.valid.eq(cmd2.mask),
-            pool.i.payload.first.eq(cmd2.first),
-            pool.i.payload.last.eq(cmd2.last),
-            pool.i.payload.tag.eq(tag2),
-            pool.o.ready.eq(1),
-        ]
-
-        # ---- accumulators -> thresholds ------------------------------------------------------
-        # the threshold ROM is read with the tag of the beat in the array's adder stage, so its
-        # word arrives with the accumulators (no register stage between array and comparators)
-        acc_r = mac.o.payload.acc
-        tag_r = tag_layout(mac.o.payload.tag)
-        acc_v = mac.o.valid
-        L = max(plan.levels, 1)
-        cw = plan.cmp_width
-        m.submodules.thr = thr = ThresholdUnit(lanes=pe, acc_width=plan.acc_width, cmp_width=cw,
-                                               levels=L, out_width=A, tag_width=tag_w,
-                                               prenegated=True)
+    def _thresholds(self, m, thr, acc, tag2):
+        """Feed the threshold unit from the array's output ``acc``, with the word of the
+        threshold ROM (every activated stage's image, stacked) for the beat's group."""
+        plan = self.plan
+        stages, pe, cw, L = plan.stages, plan.pe, plan.cmp_width, max(plan.levels, 1)
+        tag = tag_layout(plan)(acc.payload.tag)
         never = (1 << (cw - 1)) - 1
         lowest = -(1 << (cw - 1))
-        act_stages = [s for s in mac_stages if s.levels >= 1]
-        timages = {s.index: prenegate_thresholds(*threshold_image(plan, s), pe=pe,
-                                                 levels=s.levels, cmp_width=cw)
-                   for s in act_stages}
+        act_stages = [s for s in stages if s.kind == "mac" and s.levels >= 1]
+        images = {s.index: threshold_image(plan, s, prenegated=True) for s in act_stages}
         tbase, twords = {}, []
         for s in act_stages:
             tbase[s.index] = len(twords)
-            twords += timages[s.index][1]
+            twords += images[s.index][1]
         if act_stages:
-            twidth = max(w for w, _ in timages.values())
+            twidth = max(w for w, _ in images.values())
             m.submodules.trom = trom = Memory(
                 shape=unsigned(twidth), depth=len(twords), init=twords,
                 attrs=memory_style(twidth, len(twords), rom=True))
             t_rd = trom.read_port()
-            # (group, stage) of the beat in the array's adder stage, i.e. of o.payload.tag on the
-            # next cycle (the array's product stage always advances: mac.o.ready is 1)
+            # read with the (group, stage) of the beat in the array's adder stage, i.e. of
+            # acc.payload.tag on the next cycle (the array's product stage always advances:
+            # acc.ready is 1), so the word arrives with the accumulators
             t_group, t_stage = Signal.like(tag2.group), Signal.like(tag2.stage)
             m.d.sync += [t_group.eq(tag2.group), t_stage.eq(tag2.stage)]
             m.d.comb += t_rd.addr.eq(t_group +
                                      Array(tbase.get(s.index, 0) for s in stages)[t_stage])
-            tdata = {s.index: t_rd.data for s in act_stages}
-        has_act = Array(Const(s.kind == "mac" and s.levels >= 1, 1) for s in stages)[tag_r.stage]
-        m.d.comb += [thr.i.valid.eq(acc_v & has_act), thr.i.payload.acc.eq(acc_r),
-                     thr.i.payload.tag.eq(tag_r), thr.o.ready.eq(1)]
-        with m.Switch(tag_r.stage):
+        has_act = Array(Const(s.kind == "mac" and s.levels >= 1, 1) for s in stages)[tag.stage]
+        m.d.comb += [thr.i.valid.eq(acc.valid & has_act), thr.i.payload.acc.eq(acc.payload.acc),
+                     thr.i.payload.tag.eq(acc.payload.tag)]
+        with m.Switch(tag.stage):
             for s in act_stages:
                 with m.Case(s.index):
-                    d, lane_bits = tdata[s.index], 1 + s.levels * cw
+                    d, lane_bits = t_rd.data, 1 + s.levels * cw
                     m.d.comb += [thr.i.payload.offset.eq(s.offset),
                                  thr.i.payload.step.eq(s.step)]
                     for k in range(pe):
@@ -503,125 +373,3 @@ class Accelerator(wiring.Component):
                 for k in range(pe):
                     for j in range(L):
                         m.d.comb += thr.i.payload.thr[k][j].eq(never)
-
-        # ---- write back ------------------------------------------------------------------------
-        to_out = Array(Const(s.to_output, 1) for s in stages)
-        # feature RAM write port: loader, MAC results (pe lanes) or pool results (simd lanes)
-        t_tag = Signal(tag_layout)
-        p_tag = Signal(tag_layout)
-        m.d.comb += [t_tag.eq(thr.o.payload.tag), p_tag.eq(pool.o.payload.tag)]
-        # fused max pool: running maximum of each pooled pixel in a one-pooled-row buffer
-        fused = Array(Const(s.pool is not None, 1) for s in stages)[t_tag.stage]
-        values = [thr.o.payload.value[k] for k in range(pe)]
-        if plan.pool_buffer_depth:
-            m.submodules.pbuf = pbuf = Memory(shape=unsigned(pe * F),
-                                              depth=plan.pool_buffer_depth, init=[])
-            pb_wr = pbuf.write_port()
-            pb_rd = pbuf.read_port(transparent_for=(pb_wr,))
-            m.d.comb += pb_rd.addr.eq(tag_r.pbaddr)
-            old = data.View(data.ArrayLayout(signed(F), pe), pb_rd.data)
-            pooled = [Signal(signed(A), name=f"pooled_{k}") for k in range(pe)]
-            for k in range(pe):
-                v = thr.o.payload.value[k]
-                m.d.comb += pooled[k].eq(Mux(~fused | t_tag.pfirst | (v > old[k]), v, old[k]))
-            values = pooled
-            m.d.comb += [pb_wr.addr.eq(t_tag.pbaddr), pb_wr.data.eq(Cat(p[:F] for p in pooled)),
-                         pb_wr.en.eq(thr.o.valid & fused & ~t_tag.pskip & ~t_tag.plast)]
-        mac_we = thr.o.valid & ~to_out[t_tag.stage] & (~fused | (~t_tag.pskip & t_tag.plast))
-        with m.If(loader_we):
-            m.d.comb += [f_wr.addr.eq(loader_addr), f_wr.data.eq(loader_data),
-                         f_wr.en.eq(loader_en)]
-        with m.Elif(mac_we):
-            vals = Cat(v[:F] for v in values)
-            m.d.comb += [f_wr.addr.eq(t_tag.oaddr),
-                         f_wr.data.eq(Cat(vals for _ in range(V // pe))),
-                         f_wr.en.eq(((1 << pe) - 1) << t_tag.olane)]
-        with m.Elif(pool.o.valid):
-            vals = Cat(pool.o.payload.value[k][:F] for k in range(simd))
-            m.d.comb += [f_wr.addr.eq(p_tag.oaddr),
-                         f_wr.data.eq(Cat(vals for _ in range(V // simd))),
-                         f_wr.en.eq(((1 << simd) - 1) << p_tag.olane)]
-
-        # output RAM (last MAC stage): pe lanes of out_width
-        OW = plan.out_width
-        if plan.output_mode == "acc":
-            last = stages[-1]
-            m.submodules.omem = omem = Memory(shape=unsigned(pe * OW), depth=plan.out_depth,
-                                              init=[], attrs=memory_style(pe * OW, plan.out_depth,
-                                                                          rom=False))
-            o_wr = omem.write_port()
-            o_rd = omem.read_port()
-            if last.levels >= 1:
-                m.d.comb += [o_wr.addr.eq(t_tag.oaddr),
-                             o_wr.data.eq(Cat(thr.o.payload.value[k] for k in range(pe))),
-                             o_wr.en.eq(thr.o.valid & to_out[t_tag.stage])]
-            else:
-                m.d.comb += [o_wr.addr.eq(tag_r.oaddr),
-                             o_wr.data.eq(Cat(acc_r[k][:OW] for k in range(pe))),
-                             o_wr.en.eq(acc_v & to_out[tag_r.stage])]
-
-        # ---- output streaming --------------------------------------------------------------------
-        oc, oh_, ow_ = plan.out_geom
-        npix = oh_ * ow_
-        rd_c = Signal(range(oc + 1))
-        rd_p = Signal(range(npix + 1))
-        rd_left = Signal(range(plan.n_out + 1))
-        o_valid = Signal()
-        sel = Signal(range(max(V, pe)))
-        fetch = out_phase & (rd_left != 0) & (~o_valid | self.o.ready)
-        if plan.output_mode == "acc":
-            gbase = Signal(range(plan.out_depth + npix + 1))
-            m.d.comb += [o_rd.addr.eq(gbase + rd_p), o_rd.en.eq(fetch | ~out_phase)]
-            lanes = Array(o_rd.data[k * OW:(k + 1) * OW] for k in range(pe))
-            m.d.comb += self.o.payload.eq(lanes[sel])
-            next_base = Mux((rd_c & (pe - 1)) == pe - 1, gbase + npix, gbase) if pe > 1 \
-                else gbase + npix
-        else:
-            gv = stages[-1].out_words if stages else 1
-            gbase = Signal(range(plan.feature_depth + 1))
-            ptr = Signal(range(plan.feature_depth + npix * gv + 1))
-            with m.If(out_phase):
-                m.d.comb += [f_rd.addr.eq(plan.out_base + ptr + (rd_c >> ceil_log2(V))),
-                             f_rd.en.eq(fetch)]
-            lanes = Array(f_rd.data[k * F:(k + 1) * F] for k in range(V))
-            sel_val = Signal(F)
-            m.d.comb += [sel_val.eq(lanes[sel]), self.o.payload.eq(sel_val.as_signed())]
-        m.d.comb += self.o.valid.eq(o_valid)
-        with m.If(self.o.ready & o_valid):
-            m.d.sync += o_valid.eq(0)
-        with m.If(fetch):
-            m.d.sync += [o_valid.eq(1), rd_left.eq(rd_left - 1)]
-            if plan.output_mode == "acc":
-                m.d.sync += sel.eq(rd_c & (pe - 1))
-                with m.If(rd_p != npix - 1):
-                    m.d.sync += rd_p.eq(rd_p + 1)
-                with m.Else():
-                    m.d.sync += [rd_p.eq(0), rd_c.eq(rd_c + 1), gbase.eq(next_base)]
-            else:
-                m.d.sync += sel.eq(rd_c & (V - 1))
-                with m.If(rd_p != npix - 1):
-                    m.d.sync += [rd_p.eq(rd_p + 1), ptr.eq(ptr + gv)]
-                with m.Else():
-                    m.d.sync += [rd_p.eq(0), ptr.eq(0), rd_c.eq(rd_c + 1)]
-
-        # ---- phases ----------------------------------------------------------------------------
-        waiting = Signal()
-        m.d.comb += gen.start.eq(0)
-        with m.If(~busy):
-            with m.If(self.start):
-                m.d.sync += [busy.eq(1), waiting.eq(1), count.eq(1)]
-        with m.Elif(waiting):
-            with m.If(full & (inflight == 0) & ~q_valid):
-                m.d.comb += gen.start.eq(1)
-                m.d.sync += [waiting.eq(0), running.eq(1)]
-        with m.Elif(running):
-            with m.If(~gen.busy & ~gen.start):
-                m.d.sync += [running.eq(0), out_phase.eq(1), rd_left.eq(plan.n_out),
-                             rd_c.eq(0), rd_p.eq(0), gbase.eq(0)]
-                if plan.output_mode == "feature":
-                    m.d.sync += ptr.eq(0)
-        with m.Elif(out_phase):
-            with m.If((rd_left == 0) & (~o_valid | self.o.ready)):
-                m.d.sync += [out_phase.eq(0), busy.eq(0), self.done.eq(1), loaded.eq(0), full.eq(0),
-                             self.cycles.eq(count)] + loader_reset
-        return m

@@ -8,7 +8,10 @@ Words are packed little-endian by lane: lane ``k`` occupies bits ``[k * width, (
 * Threshold ROM of a MAC stage with an activation: one word per output group ``g``; lane ``pe`` is
   ``[direction bit (1 = negative), T_0, ..., T_{L-1}]`` with ``cmp_width``-bit thresholds clamped
   into ``[-M, M + 1]``, ``M`` the stage's accumulator bound (clamping is exact: a threshold below
-  every reachable value is always passed, one above is never).
+  every reachable value is always passed, one above is never). ``prenegated=True`` stores ``1 - T``
+  in the lanes of negative direction, the form :class:`hw.threshold.ThresholdUnit` compares
+  without negating the accumulator (``-acc >= T`` is ``not (acc >= 1 - T)``); ``1 - T`` stays in
+  ``[-M, M + 1]``.
 * Input threshold ROM: one word per input-quantizer channel, the same lane format.
 * Input level ROM (``plan.input_stage == "rom"``): one word per (quantizer channel ``c``, raw value
   ``r``) at ``c * (hi - lo + 1) + r - lo``, holding the unsigned count ``#{j : d * r >= T_j}``; the
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .plan import Plan, Stage, ceil_div
+from .plan import Plan, Stage
 
 __all__ = ["pack", "weight_image", "threshold_image", "input_threshold_image", "input_level_image",
            "flat_weights"]
@@ -80,13 +83,16 @@ def _lane_word(t_row, d, cmp_width):
     return word
 
 
-def threshold_image(plan: Plan, stage: Stage) -> tuple[int, list[int]]:
+def threshold_image(plan: Plan, stage: Stage, *, prenegated: bool = False
+                    ) -> tuple[int, list[int]]:
     """(bits per word, words) of ``stage``'s threshold ROM (``stage.levels >= 1``)."""
     act = stage.layer.activation
     pe, L, cw = plan.pe, stage.levels, plan.cmp_width
     ng = stage.loops[0]
     m = max(-stage.acc_bound[0], stage.acc_bound[1])
     t, d = _threshold_lanes(act.values, act.direction, stage.layer.out_channels, cw, m)
+    if prenegated:
+        t = np.where(d[:, None] < 0, 1 - t, t)
     lane_bits = 1 + L * cw
     words = []
     for g in range(ng):

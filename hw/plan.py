@@ -31,16 +31,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from model_tools.errors import ThresherError
-from model_tools.ir import Conv, Dense, IntegerNetwork, MaxPool, signed_bits
+from ..model_tools.errors import ThresherError
+from ..model_tools.ir import Conv, Dense, IntegerNetwork, MaxPool, signed_bits
+from .devices import BRAM_BITS, LC_PER_BRAM
 
 __all__ = ["Stage", "Plan", "predict_cycles", "mac_bound_cycles", "ceil_div",
            "START_CYCLES", "GAP_CYCLES", "END_CYCLES"]
 
-# Cycle-model constants, measured on the RTL (tests/hw/test_cycles.py checks them):
+# The cycle model's constants: the RTL's cycle counter must equal predict_cycles exactly
+# (tests/hw/test_accelerator.py and tests/hw/test_input.py check it on every network they run).
 START_CYCLES = 1     # start pulse -> busy (the generator starts on the next cycle)
 GAP_CYCLES = 5       # per stage: the last issue reaches the feature RAM write port 5 cycles later
-END_CYCLES = 3       # last output beat -> done
+END_CYCLES = 3       # from the end of the last stage to done, besides one cycle per output beat
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -186,9 +188,6 @@ class Plan:
             self.input_stage = input_stage
         self._build()
 
-    #: Logic-cell equivalent of one 4-kbit block RAM when comparing input stages (the UP5K has
-    #: 5,280 LCs and 30 EBRs: 176 LCs per EBR).
-    LC_PER_BRAM = 176
     #: Largest input ROM considered (words): 16 kbit-ish, beyond that the comparators win anyway.
     MAX_INPUT_ROM_WORDS = 16384
 
@@ -202,7 +201,7 @@ class Plan:
         """Rough logic-cell cost of each raw-input stage: ``{"rom": .., "compare": ..}``.
 
         Comparators: ``L`` of ``raw_width + 1`` bits plus the count adder tree and the threshold
-        ROM (in logic: one word per channel). ROM: its block RAMs at :attr:`LC_PER_BRAM` each (an
+        ROM (in logic: one word per channel). ROM: its block RAMs at ``devices.LC_PER_BRAM`` each (an
         address adder and the output register besides).
         """
         t = self.network.input.thresholds
@@ -213,7 +212,7 @@ class Plan:
             rom = float("inf")
         else:
             bits = words * self.level_width
-            rom = max(1, ceil_div(bits, 4096)) * self.LC_PER_BRAM + self.raw_width * 2
+            rom = max(1, ceil_div(bits, BRAM_BITS)) * LC_PER_BRAM + self.raw_width * 2
         return {"rom": rom, "compare": compare}
 
     # ------------------------------------------------------------------------------------------

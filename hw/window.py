@@ -32,7 +32,10 @@ from amaranth.utils import bits_for, ceil_log2
 
 from .plan import Plan
 
-__all__ = ["WindowGenerator", "command_layout"]
+__all__ = ["WindowGenerator", "command_layout", "tag_layout", "TAG_FIELDS"]
+
+#: The command fields a beat carries through the MAC array (or the max-pool unit) to the write-back.
+TAG_FIELDS = ("stage", "group", "oaddr", "olane", "pfirst", "plast", "pskip", "pbaddr")
 
 
 def command_layout(plan: Plan) -> data.StructLayout:
@@ -57,6 +60,12 @@ def command_layout(plan: Plan) -> data.StructLayout:
         "pskip": unsigned(1),       # fused pool: conv pixel outside every pooled window
         "pbaddr": unsigned(bits_for(max(plan.pool_buffer_depth, 1))),
     })
+
+
+def tag_layout(plan: Plan) -> data.StructLayout:
+    """The tag of a beat in the array: :data:`TAG_FIELDS` of its command, same shapes."""
+    fields = command_layout(plan).members
+    return data.StructLayout({f: fields[f] for f in TAG_FIELDS})
 
 
 class WindowGenerator(wiring.Component):
@@ -119,8 +128,6 @@ class WindowGenerator(wiring.Component):
 
         big = max(plan.feature_depth, max(abs(ptr0(s)) for s in stages)) * 4 + 16
         ptr_shape = signed(bits_for(big) + 1)
-        PTR0 = param(ptr0, ptr_shape)
-        OBASE = param(lambda s: s.out_base)
 
         oh, ow = Signal(range(max(s.conv_geom[1] for s in stages) + 1)), \
             Signal(range(max(s.conv_geom[2] for s in stages) + 1))
@@ -165,7 +172,6 @@ class WindowGenerator(wiring.Component):
                     waddr.eq(0), rptr.eq(ptr_value), wptr.eq(ptr_value), tptr.eq(ptr_value),
                     ih0.eq(-pad_t), iw0.eq(-pad_l)]
 
-        PAD_T = param(lambda s: s.pad_tl[0])
         PAD_L = param(lambda s: s.pad_tl[1])
 
         # ---- command (combinational from the counters) -----------------------------------------

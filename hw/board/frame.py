@@ -1,13 +1,14 @@
-"""The board's framed byte protocol, as plain Python (no amaranth): shared by the gateware
-(:mod:`hw.board.protocol`) and the host (:mod:`sim.host`).
+"""The board's framed byte protocol, as plain Python: shared by the gateware
+(:mod:`hw.board.protocol`) and the host (:mod:`sim.host`). Only the CRC's parameters come from
+Amaranth (``amaranth.lib.crc``), so that the gateware and the host use one definition.
 
 A frame, in either direction::
 
     0xA5 0x5A | CMD (1) | LEN (2, little-endian) | PAYLOAD (LEN bytes) | CRC (2, big-endian)
 
-``CRC`` is CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, not reflected) of
-``CMD LEN PAYLOAD``; sent high byte first, so that the CRC of ``CMD .. CRC`` is zero (how the
-gateware checks it).
+``CRC`` is CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, not reflected, see
+:data:`CRC`) of ``CMD LEN PAYLOAD``; sent high byte first, so that the CRC of ``CMD .. CRC`` is
+zero (how the gateware checks it).
 
 Requests and their replies (a reply's CMD is the request's with bit 7 set):
 
@@ -28,10 +29,11 @@ import struct
 from dataclasses import dataclass
 
 import numpy as np
+from amaranth.lib import crc
 
 __all__ = ["SYNC", "CMD_INFO", "CMD_INFER", "CMD_ERROR", "REPLY", "ERRORS", "ERR_BAD_CRC",
            "ERR_BAD_LENGTH", "ERR_UNKNOWN_COMMAND", "ERR_TIMEOUT", "PROTOCOL_VERSION",
-           "INFO_FORMAT", "Info", "crc16", "encode_frame", "network_hash", "value_bytes",
+           "INFO_FORMAT", "Info", "CRC", "crc16", "encode_frame", "network_hash", "value_bytes",
            "pack_values", "unpack_values"]
 
 SYNC = b"\xA5\x5A"
@@ -53,14 +55,14 @@ INFO_IN_SIGNED = 1
 INFO_OUT_SIGNED = 2
 
 
-def crc16(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE of ``data`` (continuing from ``crc``)."""
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
+#: The frame CRC, byte by byte: the gateware builds it (``CRC.create()``), the host computes it
+#: (:func:`crc16`).
+CRC = crc.catalog.CRC16_CCITT_FALSE(data_width=8)
+
+
+def crc16(data: bytes) -> int:
+    """The frame CRC (:data:`CRC`) of ``data``."""
+    return CRC.compute(data)
 
 
 def encode_frame(cmd: int, payload: bytes = b"") -> bytes:

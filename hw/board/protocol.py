@@ -2,8 +2,10 @@
 
 :class:`ProtocolEngine` sits between a UART (bytes in, bytes out) and an accelerator core. It
 receives one frame at a time into a buffer, checks its CRC, command and length, and only then
-feeds the inputs to the core and pulses its ``start``: a corrupted frame never reaches the accelerator. The outputs are
-collected into a buffer and sent back once the core is done, with its cycle count. Every failure
+feeds the inputs to the core and pulses its ``start``: a corrupted frame never reaches the
+accelerator. The outputs are collected into a buffer and sent back once the core is done, with its
+cycle count. Both CRCs (of the frame received and of the reply) are ``amaranth.lib.crc``
+generators of :data:`hw.board.frame.CRC`, one byte per cycle. Every failure
 is answered with an ``ERROR`` frame; a frame whose bytes stop arriving for ``timeout_cycles`` is
 dropped and answered with ``TIMEOUT``, so a short frame never hangs the device. Bytes that arrive
 while a request is being executed or answered are discarded.
@@ -17,34 +19,7 @@ from amaranth.lib.wiring import In, Out
 from . import frame
 from .frame import Info, value_bytes
 
-__all__ = ["ProtocolEngine", "crc16_update"]
-
-
-def _crc16_matrix():
-    """For each bit of the next CRC, the bits of (crc, byte) whose XOR it is: the CRC step is
-    linear over GF(2), so it is found by stepping unit vectors through :func:`frame.crc16`."""
-    def step(crc, byte):
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-        return crc & 0xFFFF
-    rows = [[] for _ in range(16)]
-    for i in range(24):
-        out = step(1 << i, 0) if i < 16 else step(0, 1 << (i - 16))
-        for b in range(16):
-            if out >> b & 1:
-                rows[b].append(i)
-    return rows
-
-
-_CRC16_ROWS = _crc16_matrix()
-
-
-def crc16_update(crc, byte):
-    """CRC-16/CCITT-FALSE of one more byte, as logic (see :func:`hw.board.frame.crc16`): one XOR
-    of a few input bits per output bit."""
-    bits = Cat(crc[:16], byte[:8])
-    return Cat(*(Cat(*(bits[i] for i in row)).xor() for row in _CRC16_ROWS))
+__all__ = ["ProtocolEngine"]
 
 
 def _shape(bits, signed_):
@@ -127,12 +102,12 @@ class ProtocolEngine(wiring.Component):
         count = Signal(16)
         wword = Signal(range(info.n_in + 1))
         wlane = Signal(range(in_bytes))
-        crc = Signal(16)
         idle = Signal(range(self.timeout_cycles + 1))
         rx_byte = self.rx.payload
         rx_fire = self.rx.valid & self.rx.ready
-        crc_next = Signal(16)
-        m.d.comb += crc_next.eq(crc16_update(crc, rx_byte))
+        # the CRC of the frame so far: restarted in SYNC1, one byte in per rx_fire from CMD on
+        m.submodules.rx_crc = rx_crc = frame.CRC.create()
+        m.d.comb += rx_crc.data.eq(rx_byte)
 
         # -- reply state --------------------------------------------------------------------------
         reply_cmd = Signal(8)
@@ -142,10 +117,10 @@ class ProtocolEngine(wiring.Component):
         tidx = Signal(16)
         oword = Signal(range(info.n_out + 1))
         olane = Signal(range(out_bytes))
-        tcrc = Signal(16)
         tx_fire = self.tx.valid & self.tx.ready
-        tcrc_next = Signal(16)
-        m.d.comb += tcrc_next.eq(crc16_update(tcrc, self.tx.payload))
+        # the CRC of the reply so far: restarted in TX_SYNC1, one byte in per tx_fire from CMD on
+        m.submodules.tx_crc = tx_crc = frame.CRC.create()
+        m.d.comb += tx_crc.data.eq(self.tx.payload)
 
         # -- the core transaction -----------------------------------------------------------------
         feed = Signal(range(info.n_in + 1))
@@ -214,7 +189,7 @@ class ProtocolEngine(wiring.Component):
                     m.next = "SYNC1"
             with m.State("SYNC1"):
                 receive()
-                m.d.sync += crc.eq(0xFFFF)
+                m.d.comb += rx_crc.start.eq(1)
                 with m.If(rx_fire):
                     with m.If(rx_byte == frame.SYNC[1]):
                         m.next = "CMD"
@@ -226,23 +201,24 @@ class ProtocolEngine(wiring.Component):
                     ("CRC0", "CRC1", None)):
                 with m.State(state):
                     receive()
+                    m.d.comb += rx_crc.valid.eq(rx_fire)
                     with m.If(rx_fire):
-                        m.d.sync += crc.eq(crc_next)
                         if action is not None:
                             m.d.sync += action
                         m.next = nxt
             with m.State("LEN1"):
                 receive()
+                m.d.comb += rx_crc.valid.eq(rx_fire)
                 with m.If(rx_fire):
-                    m.d.sync += [crc.eq(crc_next), length[8:].eq(rx_byte), count.eq(0),
-                                 wword.eq(0), wlane.eq(0)]
+                    m.d.sync += [length[8:].eq(rx_byte), count.eq(0), wword.eq(0), wlane.eq(0)]
                     with m.If((rx_byte == 0) & (length[:8] == 0)):
                         m.next = "CRC0"
                     with m.Else():
                         m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
                 receive()
-                m.d.comb += [in_wr.addr.eq(wword), in_wr.data.eq(rx_byte.replicate(in_bytes))]
+                m.d.comb += [in_wr.addr.eq(wword), in_wr.data.eq(rx_byte.replicate(in_bytes)),
+                             rx_crc.valid.eq(rx_fire)]
                 with m.If(rx_fire):
                     # bytes past the buffer are only counted (the length check answers them)
                     with m.If(wword != info.n_in):
@@ -255,16 +231,17 @@ class ProtocolEngine(wiring.Component):
                                          wword.eq(Mux(wword == info.n_in, wword, wword + 1))]
                         with m.Else():
                             m.d.sync += wlane.eq(wlane + 1)
-                    m.d.sync += [crc.eq(crc_next), count.eq(count + 1)]
+                    m.d.sync += count.eq(count + 1)
                     with m.If(count == length - 1):
                         m.next = "CRC0"
             with m.State("CRC1"):
                 receive()
+                m.d.comb += rx_crc.valid.eq(rx_fire)
                 with m.If(rx_fire):
-                    m.d.sync += crc.eq(crc_next)
                     m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(crc != 0):
+                # the CRC of CMD .. CRC is the residue (0) exactly when the frame is intact
+                with m.If(~rx_crc.match_detected):
                     error(frame.ERR_BAD_CRC)
                 with m.Elif(cmd == frame.CMD_INFO):
                     with m.If(length != 0):
@@ -308,9 +285,9 @@ class ProtocolEngine(wiring.Component):
             def send(state, byte, nxt, *, crc_it=True):
                 with m.State(state):
                     m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(byte)]
+                    if crc_it:
+                        m.d.comb += tx_crc.valid.eq(tx_fire)
                     with m.If(tx_fire):
-                        if crc_it:
-                            m.d.sync += tcrc.eq(tcrc_next)
                         nxt()
 
             def goto(name):
@@ -325,8 +302,8 @@ class ProtocolEngine(wiring.Component):
 
             send("TX_SYNC0", frame.SYNC[0], goto("TX_SYNC1"), crc_it=False)
             with m.State("TX_SYNC1"):
-                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(frame.SYNC[1])]
-                m.d.sync += tcrc.eq(0xFFFF)
+                m.d.comb += [self.tx.valid.eq(1), self.tx.payload.eq(frame.SYNC[1]),
+                             tx_crc.start.eq(1)]
                 with m.If(tx_fire):
                     m.next = "TX_CMD"
             send("TX_CMD", reply_cmd, goto("TX_LEN0"))
@@ -350,6 +327,6 @@ class ProtocolEngine(wiring.Component):
                     m.next = "TX_FETCH"
 
             send("TX_DATA", data_byte, next_data)
-            send("TX_CRC0", tcrc[8:], goto("TX_CRC1"), crc_it=False)
-            send("TX_CRC1", tcrc[:8], goto("SYNC0"), crc_it=False)
+            send("TX_CRC0", tx_crc.crc[8:], goto("TX_CRC1"), crc_it=False)
+            send("TX_CRC1", tx_crc.crc[:8], goto("SYNC0"), crc_it=False)
         return m

@@ -1,14 +1,14 @@
-import numpy as np
 import pytest
 
-from hw.board import frame
-from hw.board.pll import ecp5_pll, ice40_pll
+from thresher.hw.board import frame
+from thresher.hw.board.pll import ecp5_pll, ice40_pll
 
 
 def test_crc16_check_value():
     assert frame.crc16(b"123456789") == 0x29B1          # CRC-16/CCITT-FALSE check value
     f = frame.encode_frame(frame.CMD_INFER, b"\x01\x02")
     assert f[:2] == frame.SYNC and frame.crc16(f[2:]) == 0  # residue 0 over CMD..CRC
+    assert frame.CRC.residue() == 0                       # what the gateware's check relies on
 
 
 def test_pack_values():

@@ -1,9 +1,8 @@
 import pytest
 from amaranth import *
-from amaranth.lib import wiring
 from amaranth.sim import Simulator
 
-from hw.board.uart import UARTRx, UARTTx, baud_divisor
+from thresher.hw.board.uart import UARTRx, UARTTx, baud_divisor
 
 
 def test_baud_divisor():

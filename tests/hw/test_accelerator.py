@@ -1,15 +1,14 @@
 """The whole accelerator in Amaranth's simulator against golden.run_integer, bit for bit."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hw.plan import Plan, mac_bound_cycles, predict_cycles
-from hw.run import run_pysim
-from model_tools import golden
-from model_tools.ir import Dense, Dequant, InputQuantizer, IntegerNetwork, Thresholds
-from model_tools.netgen import random_input, random_network
+from thresher.hw.plan import Plan, mac_bound_cycles, predict_cycles
+from thresher.sim.run import run_pysim
+from thresher.model_tools import golden
+from thresher.model_tools.ir import Dense, Dequant, InputQuantizer, IntegerNetwork, Thresholds
+from thresher.model_tools.netgen import random_input, random_network
 
 CASES = [
     # (in_shape, spec, pe, simd)
@@ -78,11 +77,11 @@ def test_cycle_model_and_efficiency_on_conv_net():
     assert cycles[0] <= 1.25 * mac_bound_cycles(net, 8, 8)
 
 
-TFC = Path("/work/shared/models/TFC_2W2A.onnx")
+from paths import TFC  # noqa: E402
 
 
 def test_tfc_2w2a_one_image():
-    import model_tools
+    from thresher import model_tools
     net = model_tools.load_model(str(TFC))
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, size=(1,) + net.input_shape)

@@ -1,18 +1,17 @@
 """Input stages: the lookup ROM vs the comparator bank, and host-quantized levels mode."""
 
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hw.images import input_level_image
-from hw.plan import Plan, predict_cycles
-from hw.run import run_pysim
-from model_tools import golden
-from model_tools.errors import ThresherError
-from model_tools.ir import InputQuantizer, Thresholds
-from model_tools.netgen import random_input, random_network
+from thresher.hw.images import input_level_image
+from thresher.hw.plan import Plan, predict_cycles
+from thresher.sim.run import run_pysim
+from thresher.model_tools import golden
+from thresher.model_tools.errors import ThresherError
+from thresher.model_tools.ir import InputQuantizer, Thresholds
+from thresher.model_tools.netgen import random_input, random_network
 
 SMALL = ((3, 5, 5), (("conv", 4, 3, 1, 1), ("dense", 5)))
 
@@ -95,11 +94,11 @@ def test_bad_input_mode_and_stage():
         Plan(net, 2, 4, input_stage="lut")
 
 
-DEFAULT = Path(__file__).resolve().parents[2] / "model_tools" / "data" / "default.onnx"
+from paths import DEFAULT  # noqa: E402
 
 
 def test_default_model_rom_input_one_image():
-    import model_tools
+    from thresher import model_tools
     net = model_tools.load_model(str(DEFAULT))
     plan = Plan(net, 4, 8)
     assert plan.input_stage == "rom" and net.input.integer_thresholds(0, 255).levels == 255

@@ -1,13 +1,14 @@
 """Resource decisions made in Python: memory styles, stored widths, DSP lanes (no synthesis)."""
 
-from pathlib import Path
+import pytest
 
-import model_tools
-from hw.accelerator import BLOCK_RAM, LOGIC, Accelerator, memory_style, pack_shift
-from hw.plan import Plan
+from thresher import model_tools
+from thresher.hw.accelerator import Accelerator, pack_shift
+from thresher.hw.devices import BLOCK_RAM, LOGIC, bram_blocks, memory_style
+from thresher.hw.plan import Plan
 
-DEFAULT = Path(__file__).resolve().parents[2] / "model_tools" / "data" / "default.onnx"
-TFC = Path("/work/shared/models/TFC_2W2A.onnx")
+from paths import DEFAULT  # noqa: E402
+from paths import TFC  # noqa: E402
 
 
 def test_memory_style_puts_shallow_wide_roms_in_logic():
@@ -15,6 +16,13 @@ def test_memory_style_puts_shallow_wide_roms_in_logic():
     assert memory_style(128, 136, rom=True) == BLOCK_RAM      # its weight ROM at 4 x 8
     assert memory_style(48, 3, rom=False) == LOGIC            # a 3-word output RAM
     assert memory_style(16, 256, rom=False) == BLOCK_RAM
+
+
+def test_bram_blocks_take_the_best_aspect_ratio():
+    assert bram_blocks(16, 256) == 1 and bram_blocks(8, 784) == 2 and bram_blocks(1, 2048) == 1
+    assert bram_blocks(36, 512, "ecp5") == 1 and bram_blocks(72, 600, "ecp5") == 4
+    with pytest.raises(ValueError, match="family"):
+        bram_blocks(8, 8, "gowin")
 
 
 def test_default_model_widths_and_dsp_lanes():
@@ -28,8 +36,6 @@ def test_default_model_widths_and_dsp_lanes():
 
 
 def test_small_products_never_use_dsps():
-    if not TFC.exists():
-        return
     net = model_tools.load_model(str(TFC))
     assert Accelerator(net, pe=8, simd=8).dsp_lanes == 0      # 2 x 2-bit products
 
