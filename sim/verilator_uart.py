@@ -1,10 +1,10 @@
 """The board top (:class:`hw.board.top.UartBridge`, accelerator inside) under Verilator, as a host
-:class:`sim.host.Transport`: the same byte pipe as :class:`sim.host.SimulatedTransport`, many times
-faster.
+:class:`sim.transport.Transport`: the same byte pipe as :class:`sim.transport.SimulatedTransport`,
+many times faster.
 
-The bridge is converted to Verilog and built with Verilator (the helpers, flags, build cache and
-runtime pool of :mod:`sim.verilator`) together with ``sim/harness/uart_harness.cpp`` into a shared
-library. The harness keeps the model alive between ctypes calls, bit-bangs queued bytes onto ``rx``
+The bridge is converted to Verilog (:mod:`sim.verilog`) and built by
+:func:`sim.toolchain.build_library` (its flags, build cache and runtime pool) together with
+``sim/harness/uart_harness.cpp`` into a shared library. The harness keeps the model alive between ctypes calls, bit-bangs queued bytes onto ``rx``
 (8N1, ``divisor`` clocks per bit) and decodes ``tx`` into bytes, a whole chunk of cycles per call:
 Python never runs per simulated cycle.
 
@@ -20,30 +20,30 @@ import ctypes
 import time
 from pathlib import Path
 
-from sim import verilator as vl
-from sim.host import Transport
+from .toolchain import HARNESS_DIR, VERILATOR_FLAGS, VerilatorError, build_library
+from .transport import Transport
+from .verilog import to_verilog, verilator_source
 
 __all__ = ["VerilatorUartTransport", "build_uart", "UART_HARNESS"]
 
-UART_HARNESS = vl.HARNESS_DIR / "uart_harness.cpp"
+UART_HARNESS = HARNESS_DIR / "uart_harness.cpp"
 _ABI_VERSION = 1
-_LIB_NAME = "libthresher_uart.so"
 
 
 def build_uart(verilog_text: str, name: str) -> tuple[Path, bool]:
     """The cached shared library of ``name`` (a design with ``clk``, ``rst``, ``rx``, ``tx``)
-    with the UART harness, built by :func:`sim.verilator.build_library` like every other design.
+    with the UART harness, built by :func:`sim.toolchain.build_library` like every other design.
     Returns ``(path, built)``."""
-    verilog_text = vl.verilator_source(verilog_text)
+    verilog_text = verilator_source(verilog_text)
     sources = {f"{name}.v": verilog_text, "harness.cpp": UART_HARNESS.read_text()}
-    return vl.build_library(name, name, sources, list(vl._VERILATOR_FLAGS),
+    return build_library(name, name, sources, list(VERILATOR_FLAGS),
                             key_parts=("uart", _ABI_VERSION), info={"harness": "uart"})
 
 
 def _load(path: Path):
     lib = ctypes.CDLL(str(path))
     if lib.thresher_uart_abi_version() != _ABI_VERSION:
-        raise vl.VerilatorError(f"{path}: UART harness ABI {lib.thresher_uart_abi_version()}, "
+        raise VerilatorError(f"{path}: UART harness ABI {lib.thresher_uart_abi_version()}, "
                                 f"expected {_ABI_VERSION}")
     lib.thresher_uart_open.restype = ctypes.c_void_p
     lib.thresher_uart_open.argtypes = [ctypes.c_int64]
@@ -78,11 +78,11 @@ class VerilatorUartTransport(Transport):
         started = time.monotonic()
         self.divisor = divisor
         self.chunk_cycles = chunk_cycles or 200_000
-        self.lib_path, self.built = build_uart(vl.to_verilog(design, name), name)
+        self.lib_path, self.built = build_uart(to_verilog(design, name), name)
         self._lib = _load(self.lib_path)
         self._handle = self._lib.thresher_uart_open(divisor)
         if not self._handle:
-            raise vl.VerilatorError("the UART harness refused to open the model")
+            raise VerilatorError("the UART harness refused to open the model")
         self._buf = ctypes.create_string_buffer(4096)
         self.build_seconds = time.monotonic() - started
 
@@ -93,7 +93,7 @@ class VerilatorUartTransport(Transport):
 
     def _check_open(self):
         if not self._handle:
-            raise vl.VerilatorError("the Verilator board transport is closed")
+            raise VerilatorError("the Verilator board transport is closed")
 
     def write(self, data: bytes) -> None:
         self._check_open()

@@ -1,7 +1,8 @@
 // thresher's Verilator batch harness: streams a whole batch of inferences through one design.
 //
 // Built into a shared library together with the Verilated model (prefix ``Vdut``) by
-// ``sim/verilator.py``, and called through ctypes once per batch, so Python never runs per cycle.
+// ``sim/toolchain.py`` for ``sim/verilator.py``, and called through ctypes once per batch, so
+// Python never runs per cycle (only a progress callback, a few times a second).
 // ``thresher_dut.h`` (generated next to this file) describes the ports:
 //
 //   DUT_IN_WIDTH, DUT_OUT_WIDTH   payload widths in bits (1..64)
@@ -25,11 +26,12 @@
 // Per inference, one loop over clock cycles: while fewer than ``n_in`` beats were taken, the
 // harness offers the next one on ``in`` (a beat once offered stays offered until taken); ``start``
 // is pulsed for one cycle once ``busy`` is low and, with ``inputs_first``, once all inputs were
-// taken (as hw/run.py drives the accelerator and as hw/plan.py counts its cycles), otherwise in the
-// first cycle (then no input is offered in that cycle). ``out_ready`` is high (unless stalled);
+// taken (as sim/run.py drives the accelerator and as hw/plan.py counts its cycles), otherwise in
+// the first cycle (then no input is offered in that cycle). ``out_ready`` is high (unless stalled);
 // handshakes are sampled before the rising edge. The inference ends on the first ``done`` after
 // the start cycle. Errors are reported, never hung: see the ``THRESHER_*`` status codes below.
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <memory>
@@ -89,6 +91,11 @@ struct Rng {
     }
 };
 
+// thresher_run_batch reads the clock for its progress callback only after an inference that ends
+// at least PROGRESS_CHECK_CYCLES cycles after the last reading, so a batch of short inferences
+// pays nothing measurable for it.
+constexpr uint64_t PROGRESS_CHECK_CYCLES = 1 << 16;
+
 struct Sim {
     VerilatedContext ctx;
     std::unique_ptr<Vdut> top;
@@ -129,7 +136,7 @@ struct Sim {
 extern "C" {
 
 // Bumped whenever the signature or the meaning of thresher_run_batch changes.
-int thresher_abi_version() { return 2; }
+int thresher_abi_version() { return 3; }
 
 int thresher_in_width() { return DUT_IN_WIDTH; }
 int thresher_out_width() { return DUT_OUT_WIDTH; }
@@ -140,10 +147,13 @@ int thresher_trace_kind() { return DUT_TRACE; }
 // of one inference (from its first cycle to ``done``).  ``stall`` (0..255) is the chance in 256
 // that the harness withholds a new input beat or ``out_ready`` in a cycle, from ``seed``: 0 means
 // full speed.  ``trace_path`` (or NULL) dumps reset and the first inference only.  ``info`` gets
-// INFO_LEN values (see above).
+// INFO_LEN values (see above).  ``progress`` (or NULL) is called with the number of inferences
+// done, at most every ``progress_seconds`` of wall time (and never after the last one).
+typedef void (*thresher_progress_fn)(int64_t done);
 int thresher_run_batch(const int64_t *in, int64_t batch, int64_t n_in, int64_t *out, int64_t n_out,
                        int64_t *cycles, int64_t timeout, int inputs_first, int stall,
-                       uint64_t seed, const char *trace_path, int64_t *info) {
+                       uint64_t seed, const char *trace_path, int64_t *info,
+                       thresher_progress_fn progress, double progress_seconds) {
     for (int k = 0; k < INFO_LEN; ++k) info[k] = 0;
 #if !DUT_TRACE
     if (trace_path) return THRESHER_TRACE_ERROR;
@@ -162,6 +172,8 @@ int thresher_run_batch(const int64_t *in, int64_t batch, int64_t n_in, int64_t *
     const uint64_t in_mask = mask_bits(DUT_IN_WIDTH);
     int status = THRESHER_OK;
     int64_t sample = 0, sent = 0, got = 0;
+    uint64_t next_check = PROGRESS_CHECK_CYCLES;
+    auto last_report = std::chrono::steady_clock::now();
 
     top->start = 0;
     top->in_valid = 0;
@@ -237,6 +249,14 @@ int thresher_run_batch(const int64_t *in, int64_t batch, int64_t n_in, int64_t *
 #else
         cycles[sample] = run_cycles;  // from the ``start`` cycle to the ``done`` cycle, inclusive
 #endif
+        if (progress && sim.total_cycles >= next_check && sample + 1 < batch) {
+            next_check = sim.total_cycles + PROGRESS_CHECK_CYCLES;
+            const auto now = std::chrono::steady_clock::now();
+            if (std::chrono::duration<double>(now - last_report).count() >= progress_seconds) {
+                last_report = now;
+                progress(sample + 1);
+            }
+        }
     }
 finish:
     info[INFO_TOTAL_CYCLES] = int64_t(sim.total_cycles);

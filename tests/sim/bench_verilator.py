@@ -19,10 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE), str(HERE.parents[1])]
-
-
-TFC = Path("/work/shared/models/TFC_2W2A.onnx")
+sys.path.insert(0, str(HERE))     # verilator_standin (thresher itself is installed)
 
 
 def _design(args, variant):
@@ -30,7 +27,7 @@ def _design(args, variant):
     design (a different build)."""
     import numpy as np
 
-    from sim.verilator import VerilatorModel, accelerator_model
+    from thresher.sim.verilator import VerilatorModel, accelerator_model
     rng = np.random.default_rng(0)
     if args.design == "standin":
         from verilator_standin import RunningSum, running_sum_reference
@@ -38,15 +35,9 @@ def _design(args, variant):
         model = VerilatorModel(RunningSum(n=n))
         x = rng.integers(-64, 64, size=(args.batch, n))
         return model, x, lambda y: np.array_equal(y, running_sum_reference(x))
-    from model_tools import golden
-    if TFC.exists():
-        import model_tools
-        net = model_tools.load_model(str(TFC))
-    else:
-        sys.path.insert(0, str(HERE.parent / "hw"))
-        from model_tools.netgen import random_network
-        net = random_network(0, (1, 12, 12), (("conv", 8, 3, 1, 1), ("pool", 2, 2),
-                                               ("conv", 16, 3, 1, 1), ("dense", 10)))
+    from thresher.model_tools import golden
+    from thresher.model_tools import load_model
+    net = load_model("tfc")
     pe = 8 >> variant
     model = accelerator_model(net, pe, 8)
     x = rng.integers(0, 256, size=(args.batch,) + net.input_shape)

@@ -21,16 +21,20 @@ done : Out(1)
     One-cycle pulse after the last output beat was taken.
 cycles : Out(32)
     Cycles of the last inference, ``start`` to ``done`` inclusive.
+
+:class:`DeadRegister` is a minimal design with the contract's ports (and no ``n_in`` / ``n_out``)
+and a register nothing reads, for the lint tests.
 """
 
 import numpy as np
-from amaranth import Module, Shape, Signal, signed
-from amaranth.lib import wiring
+from amaranth import Module, Shape, Signal, signed, unsigned
+from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
 
-from hw.core import core_signature
+from thresher.hw.core import core_signature
 
-__all__ = ["RunningSum", "running_sum_reference"]
+__all__ = ["DeadRegister", "RunningSum", "running_sum_reference"]
 
 
 class RunningSum(wiring.Component):
@@ -111,3 +115,20 @@ def running_sum_reference(x, *, shift=28, out_shape=signed(40)) -> np.ndarray:
                 y -= 2**width
             result[b, k] = y if y < 2**63 else y - 2**64
     return result
+
+
+class DeadRegister(wiring.Component):
+    """Passes ``i`` to ``o``; also stores each input in a register that nothing reads."""
+
+    i: In(stream.Signature(unsigned(8)))
+    o: Out(stream.Signature(unsigned(8)))
+    start: In(1)
+    done: Out(1)
+
+    def elaborate(self, platform):
+        m = Module()
+        forgotten = Signal(8)
+        m.d.sync += forgotten.eq(self.i.payload)
+        m.d.comb += [self.o.payload.eq(self.i.payload), self.o.valid.eq(self.i.valid),
+                     self.i.ready.eq(self.o.ready), self.done.eq(self.start)]
+        return m
