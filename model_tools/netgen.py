@@ -114,3 +114,33 @@ def random_network(rng, in_shape=(1, 8, 8), spec=(("conv", 8, 3, 1, 1), ("dense"
 def random_input(rng, net, batch, raw_range=(0, 255)):
     rng = np.random.default_rng(rng)
     return rng.integers(raw_range[0], raw_range[1] + 1, size=(batch,) + net.input_shape)
+
+
+def small_cnn(seed: int, *, macs=(15_000, 65_000), weight_kbit=(0.3, 32.0)) -> IntegerNetwork:
+    """A random small CNN of the kind users bring to an iCE40 board: a 1- or 3-channel 8-bit
+    image, 1-3 convolutions (1x1 or 3x3, 4-32 channels, a 2x2 max pool after some), a dense
+    classifier; 2-8-bit weights, 2-4-bit activations; drawn again until its MACs and weight bits
+    fall in the given ranges. The same seed gives the same network. Builds and the resource
+    model are measured on a spread of these."""
+    rng = np.random.default_rng(seed)
+    for _ in range(1000):
+        cin = int(rng.choice([1, 3]))
+        size = int(rng.choice([8, 10, 12, 16]))
+        spec, h = [], size
+        for _ in range(int(rng.integers(1, 4))):
+            k = int(rng.choice([1, 3]))
+            spec.append(("conv", int(rng.choice([4, 8, 12, 16, 24, 32])), k, 1, k // 2))
+            if h >= 4 and rng.random() < 0.5:
+                spec.append(("pool", 2, 2))
+                h //= 2
+        spec.append(("dense", int(rng.integers(2, 11))))
+        wbits = tuple(int(b) for b in rng.choice(range(2, 9), size=2))
+        acts = tuple(str(a) for a in rng.choice(["unsigned2", "unsigned3", "unsigned4",
+                                                 "signed2", "signed3", "signed4"], size=2))
+        net = random_network(int(rng.integers(1 << 31)), (cin, size, size), spec,
+                             weight_bits=wbits, act_kinds=acts, input_levels=255,
+                             name=f"small_cnn_{seed}")
+        kbit = sum(l.params * l.weight_bits for l in net.mac_layers) / 1024
+        if macs[0] <= net.macs <= macs[1] and weight_kbit[0] <= kbit <= weight_kbit[1]:
+            return net
+    raise ValueError(f"no network in {macs} MACs and {weight_kbit} kbit for seed {seed}")

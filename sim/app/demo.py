@@ -3,18 +3,17 @@
 1. fold the default model (trained by ``thresher train``) into the integer network;
 2. the float model itself (qonnx's executor) on every held-out test image;
 3. the integer network (golden engine) on the same images;
-4. the generated hardware (Verilator, else Amaranth's simulator) on every image, bit-exact
-   against the golden engine, at the parallelism chosen for the board;
-5. a bitstream for the board (yosys + nextpnr from pip);
+4. a bitstream for the board (yosys + nextpnr from pip), with the array and the clock ``build``
+   chooses by default;
+5. that very array, generated again and simulated (Verilator, else Amaranth's simulator) on
+   every image, bit-exact against the golden engine;
 6. a summary on the terminal, ``DIR/report.json`` and ``DIR/report.html``.
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,38 +23,12 @@ from ...model_tools.errors import ThresherError
 __all__ = ["run_demo", "DEMO_BOARD"]
 
 DEMO_BOARD = "icebreaker"
-#: the PLL clock the demo asks for on the iCEBreaker (the accelerator routes at 35-36 MHz there);
-#: if a build misses it, the demo rebuilds at the board's own oscillator clock
-DEMO_CLOCK_MHZ = 30.0
 
 
 def _confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
     m = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(m, (labels, predicted), 1)
     return m.tolist()
-
-
-@contextmanager
-def _elapsed(progress, label: str, expect_s: float):
-    """A progress bar that fills with elapsed time for a step that reports no progress itself."""
-    update = progress(int(expect_s * 10), label)
-    stop = threading.Event()
-
-    def tick():
-        start = time.monotonic()
-        while not stop.wait(0.1):
-            update(min(int((time.monotonic() - start) * 10), int(expect_s * 10) - 1))
-
-    thread = threading.Thread(target=tick, daemon=True) if update else None
-    if thread:
-        thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        if thread:
-            thread.join()
-            update(int(expect_s * 10))
 
 
 def layer_cycles(net, pe: int, simd: int) -> list[dict]:
@@ -71,10 +44,9 @@ def layer_cycles(net, pe: int, simd: int) -> list[dict]:
 
 
 def run_demo(out: Path, progress, say=print, board: str = DEMO_BOARD,
-             clock_mhz: float | None = DEMO_CLOCK_MHZ) -> dict:
+             clock_mhz: float | None = None) -> dict:
     """Run the demo into ``out``; return the report (also ``out/report.json``)."""
     from ...hw.build import build
-    from ...hw.resources import choose_parallelism
     from ...hw.plan import mac_bound_cycles
     from ...model_tools import golden
     from ...model_tools.bench import qonnx_reference
@@ -118,33 +90,26 @@ def run_demo(out: Path, progress, say=print, board: str = DEMO_BOARD,
         f"class as the float model on {np.mean(integer_class == float_class):.2%}, max |difference| "
         f"{rel_err:.1e} of max |output| ({seconds['golden'] * 1e3:.0f} ms)")
 
-    pe, simd = choose_parallelism(net, board)
     t0 = time.perf_counter()
-    with _elapsed(progress, "RTL simulation", 30):
-        rtl = run_engine(net, x, "rtl", pe=pe, simd=simd)
+    built = build(net, board, out / "build", clock_mhz=clock_mhz)
+    pe, simd = built["pe"], built["simd"]
+    seconds["build"] = time.perf_counter() - t0
+    say(f"[4/5] bitstream for {board} ({built['device']}): PE={pe} x SIMD={simd}, Fmax "
+        f"{built['fmax_mhz']} MHz at {built['clock_mhz']} MHz, built in "
+        f"{built['build_seconds']} s -> {out / 'build' / built['bitstream']}")
+
+    t0 = time.perf_counter()
+    rtl = run_engine(net, x, "rtl", pe=pe, simd=simd)         # the array that was built
     seconds["rtl"] = time.perf_counter() - t0
     rtl_class = rtl.outputs.argmax(1)
     bit_exact = bool(np.array_equal(rtl.integers, ints))
     cycles = int(np.max(rtl.cycles))
     for note in rtl.notes:
         say(f"      note: {note}")
-    say(f"[4/5] RTL ({rtl.engine}, PE={pe} x SIMD={simd}) on all {len(x)} images: "
+    say(f"[5/5] RTL of that array ({rtl.engine}) on all {len(x)} images: "
         f"{'bit-exact with' if bit_exact else 'DIFFERENT from'} the golden engine, "
         f"{np.mean(rtl_class == labels):.2%}; {cycles:,} cycles per inference "
         f"({seconds['rtl']:.1f} s)")
-
-    t0 = time.perf_counter()
-    with _elapsed(progress, f"bitstream for {board}", 70):
-        built = build(net, board, out / "build", pe=pe, simd=simd, clock_mhz=clock_mhz)
-    if not built["meets_timing"] and clock_mhz is not None:
-        say(f"      note: Fmax {built['fmax_mhz']} MHz misses {clock_mhz} MHz; rebuilding at the "
-            "board's oscillator clock")
-        with _elapsed(progress, f"bitstream for {board}", 70):
-            built = build(net, board, out / "build", pe=pe, simd=simd)
-    seconds["build"] = time.perf_counter() - t0
-    say(f"[5/5] bitstream for {board} ({built['device']}): Fmax {built['fmax_mhz']} MHz at "
-        f"{built['clock_mhz']} MHz, built in {built['build_seconds']} s -> "
-        f"{out / 'build' / built['bitstream']}")
 
     report = {
         "model": DEFAULT_MODEL.name,

@@ -80,6 +80,34 @@ def test_build_smallest_bitstream(tmp_path):
     assert report["cycles_per_inference"] == StandInCore(tiny_network()).predict_cycles()
 
 
+@pytest.mark.slow
+def test_a_missed_clock_is_rebuilt_below_the_routed_fmax(tmp_path):
+    """No clock given: the build aims high, misses, and rebuilds just under what it routed at;
+    the bitstream it returns meets the clock it was built at, and the report keeps both tries."""
+    report = hwbuild.build(StandInCore(tiny_network()), "icebreaker", tmp_path,
+                           target_clock_mhz=150)
+    first, last = report["attempts"][0], report["attempts"][-1]
+    assert first["outcome"] == "missed timing" and first["fmax_mhz"] < first["clock_mhz"]
+    assert last["outcome"] == "built" and report["meets_timing"]
+    assert report["clock_mhz"] <= 0.96 * first["fmax_mhz"]
+    assert report["inferences_per_s"] == round(report["clock_mhz"] * 1e6
+                                               / report["cycles_per_inference"], 1)
+
+
+@pytest.mark.slow
+def test_an_array_over_the_device_steps_down_before_placement(tmp_path):
+    """An array far over the UP5K's logic is caught by the packing check (no placement run) and
+    the build steps down to the next array, which fits and is what report.json describes."""
+    net = tiny_network(sizes=(64, 64, 10))
+    report = hwbuild.build(net, "icebreaker", tmp_path, arrays=[(32, 16), (2, 2)],
+                           clock_mhz=12)
+    over, built = report["attempts"]
+    assert (over["pe"], over["simd"]) == (32, 16) and over["outcome"].startswith("over the device")
+    assert over["needed"]["ICESTORM_LC"]["used"] > over["needed"]["ICESTORM_LC"]["available"]
+    assert (report["pe"], report["simd"]) == (2, 2) and built["outcome"] == "built"
+    assert report["meets_timing"]
+
+
 @pytest.mark.parametrize("board", list(hwbuild.BOARDS))
 def test_board_top_elaborates(board):
     """Every board's top (pins, LEDs, PLL) goes through amaranth's platform checks to RTLIL."""
