@@ -23,8 +23,8 @@ import numpy as np
 from .errors import ThresherError
 from .importer import (BatchNorm, ConvOp, Elementwise, ImportedModel, MatMulOp, MaxPoolOp, Quantize,
                        ReshapeOp, Relu)
-from .ir import (Conv, Dense, Dequant, InputQuantizer, IntegerNetwork, MaxPool, Thresholds,
-                 signed_bits)
+from .ir import (Conv, Dense, Dequant, HostOp, InputQuantizer, IntegerNetwork, MaxPool, Thresholds,
+                 identity_thresholds, input_type_range, signed_bits)
 
 __all__ = ["fold"]
 
@@ -200,6 +200,10 @@ class _Folder:
     def __init__(self, model: ImportedModel):
         self.model = model
         self.ops = list(model.ops)
+        # the host ops (Softmax, ArgMax, TopK, ...) end the chain; the importer keeps them there
+        self.host = []
+        while self.ops and isinstance(self.ops[-1], HostOp):
+            self.host.insert(0, self.ops.pop())
         self.pos = 0
         self.layers: list = []
 
@@ -225,12 +229,12 @@ class _Folder:
                                                                value_range, final)
         if not self.layers or not any(isinstance(x, (Conv, Dense)) for x in self.layers):
             raise ThresherError(f"{self.model.name}: no Conv/MatMul/Gemm layer found")
-        out_shape = self.model.output_shape
+        out_shape = self.host[0].in_shape if self.host else self.model.output_shape
         if int(np.prod(out_shape)) != int(np.prod(shape)):
             raise ThresherError(f"{self.model.name}: output shape {out_shape} does not match the "
                                 f"last layer's {shape}")
         return IntegerNetwork(input_q, tuple(self.layers), dequant, out_shape,
-                              name=self.model.name)
+                              name=self.model.name, host=tuple(self.host))
 
     # input: [Reshape | scalar Mul/Div/Add/Sub]* Quant, then Relu/MaxPool/Reshape until a MAC op
     def fold_input(self, in_shape):
@@ -241,11 +245,15 @@ class _Folder:
         """
         segment = self.take_segment()
         last_q = max((i for i, op in enumerate(segment) if isinstance(op, Quantize)), default=None)
+        if last_q is None and self.model.input_type is not None:
+            return self.fold_typed_input(in_shape, segment)
         if last_q is None:
             first = segment[0] if segment else (self.ops[0] if self.ops else None)
             raise ThresherError(
                 f"{'node ' + first.node if first else self.model.name}: the model must start with "
-                "a quantizer (a Reshape and scalar Mul/Div/Add/Sub may come before it)")
+                "a quantizer (a Reshape and scalar Mul/Div/Add/Sub may come before it), or its "
+                "input must be typed: give --input-type (e.g. UINT8, INT4, BIPOLAR) if the raw "
+                "input is already integers")
         quant = segment[last_q]
         quantizers = [op for op in segment[:last_q + 1] if isinstance(op, Quantize)]
         per_tensor = all(q.scale.size == 1 for q in quantizers)
@@ -277,6 +285,33 @@ class _Folder:
             shape = self.add_pool(op, shape, value_range)
         shape, _ = self.post_quant_ops(after, shape, value_range, final=False)
         return input_q, shape, quant.scale, value_range
+
+    def fold_typed_input(self, in_shape, segment):
+        """No quantizer first, the input typed (``UINT8``, ``BIPOLAR``, ...): the raw values are the
+        integer levels (scale 1), the input quantizer is the identity on the type's values. Before
+        the first layer: Reshape, MaxPool, scalar positive Mul/Div (a scale), ReLU on unsigned."""
+        name = self.model.input_type
+        lo, hi = input_type_range(name)
+        scale = np.float32(1.0)
+        rest = []
+        for op in segment:
+            if isinstance(op, Elementwise) and op.op in ("Mul", "Div") and op.const.size == 1 \
+                    and float(op.const.ravel()[0]) > 0 and not op.const_first:
+                c = np.float32(op.const.ravel()[0])
+                scale = scale * c if op.op == "Mul" else scale / c
+            elif isinstance(op, Relu) and lo >= 0:
+                pass            # the identity on unsigned levels
+            elif isinstance(op, (ReshapeOp, MaxPoolOp)):
+                rest.append(op)
+            else:
+                raise ThresherError(
+                    f"node {op.node}: on a typed ({name}) input with no quantizer, only a Reshape, "
+                    "MaxPool, a positive scalar Mul/Div and ReLU (on unsigned types) may come "
+                    f"before the first layer; found {type(op).__name__}")
+        input_q = InputQuantizer(in_shape, in_shape, identity_thresholds(name), name)
+        value_range = input_q.out_range
+        shape, _ = self.post_quant_ops(rest, tuple(in_shape), value_range, final=False)
+        return input_q, shape, np.asarray([scale], dtype=np.float32), value_range
 
     def check_pool_movable(self, pool: MaxPoolOp, rest, shape):
         """Max commutes with the rest of the chain only where that rest is non-decreasing."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ThresherError
-from .ir import Conv, Dense, IntegerNetwork, MaxPool, Thresholds
+from .ir import Conv, Dense, IntegerNetwork, MaxPool, Thresholds, check_typed_input
 
 __all__ = ["run", "run_integer", "quantize_input", "check_input", "forward", "apply_thresholds", "dequantize",
-           "conv2d", "dense", "maxpool2d"]
+           "host_tail", "finish", "conv2d", "dense", "maxpool2d"]
 
 
 def apply_thresholds(t: Thresholds, v: np.ndarray) -> np.ndarray:
@@ -105,6 +105,8 @@ def check_input(net: IntegerNetwork, x) -> np.ndarray:
     if np.isnan(x).any():
         first = tuple(int(i) for i in np.argwhere(np.isnan(x))[0])
         raise ThresherError(f"input contains NaN (first at index {first})")
+    if net.input.input_type is not None:
+        check_typed_input(net.input.input_type, x)
     return x
 
 
@@ -124,6 +126,20 @@ def dequantize(net: IntegerNetwork, v: np.ndarray) -> np.ndarray:
     return out.astype(np.float32).reshape((v.shape[0],) + net.output_shape)
 
 
+def host_tail(net: IntegerNetwork, out: np.ndarray) -> np.ndarray:
+    """The host ops (``net.host``: Softmax, ArgMax, ...) on the dequantized output, in order."""
+    for op in net.host:
+        out = op.apply(out)
+    return out
+
+
+def finish(net: IntegerNetwork, v: np.ndarray) -> np.ndarray:
+    """The last stage's integers -> what the model returns: :func:`dequantize`, then the host ops
+    (float32, or int64 indices for ArgMax / TopK's indices output)."""
+    return host_tail(net, dequantize(net, v))
+
+
 def run(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
-    """Raw input batch (B, *input_shape) -> the model's output (B, *output_shape), float32."""
-    return dequantize(net, run_integer(net, x))
+    """Raw input batch (B, *input_shape) -> the model's output (B, *net.result_shape): float32, or
+    int64 when the model ends in ArgMax (or returns TopK's indices)."""
+    return finish(net, run_integer(net, x))

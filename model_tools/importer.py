@@ -19,11 +19,16 @@ from typing import Union
 import numpy as np
 
 from .errors import ThresherError
+from .ir import HostOp, input_type_range
 
 SUPPORTED_OPS = (
     "Quant", "IntQuant", "BipolarQuant", "Conv", "MatMul", "Gemm", "BatchNormalization", "Relu",
     "MaxPool", "Reshape", "Flatten", "Transpose (of constants)", "Mul", "Div", "Add", "Sub",
+    "Softmax", "LogSoftmax", "Sigmoid", "ArgMax", "TopK",
 )
+
+#: Ops the host applies after the last layer's dequantization (``ir.HostOp``).
+HOST_OP_TYPES = ("Softmax", "LogSoftmax", "Sigmoid", "ArgMax", "TopK")
 
 ROUNDING = {
     "ROUND": np.round, "HALF_EVEN": np.round, "ROUND_TO_ZERO": np.fix, "DOWN": np.fix,
@@ -158,24 +163,37 @@ class ReshapeOp:
     shape: tuple[int, ...]   # the new per-sample shape (batch axis removed)
 
 
-Op = Union[Quantize, Elementwise, BatchNorm, Relu, MatMulOp, ConvOp, MaxPoolOp, ReshapeOp]
+Op = Union[Quantize, Elementwise, BatchNorm, Relu, MatMulOp, ConvOp, MaxPoolOp, ReshapeOp, HostOp]
 
 
 @dataclass(frozen=True)
 class ImportedModel:
-    """A model as a linear chain of operations on one per-sample tensor."""
+    """A model as a linear chain of operations on one per-sample tensor.
+
+    ``input_type``: the graph input's integer ``finn_datatype`` (``UINT8``, ``BIPOLAR``, ...; or the
+    one given with ``--input-type``), ``None`` for a float input. ``output_shape`` is the shape of
+    the graph's first output (after any host ops, ``HostOp`` records at the end of ``ops``).
+    """
 
     name: str
     input_shape: tuple[int, ...]     # per sample (batch axis removed)
     output_shape: tuple[int, ...]
     ops: tuple[Op, ...]
+    input_type: str | None = None
 
 
 # -- loading ---------------------------------------------------------------------------------------
 
-def load_onnx(path) -> ImportedModel:
-    """Read, clean (qonnx ``cleanup_model``) and import a QONNX file."""
+def load_onnx(path, *, input_type: str | None = None) -> ImportedModel:
+    """Read, clean (qonnx ``cleanup_model``) and import a QONNX file.
+
+    ``input_type`` (``UINT8``, ``INT4``, ``BIPOLAR``, ...) declares the raw input's integer type,
+    overriding the graph input's ``finn_datatype`` annotation.
+    """
     path = Path(path)
+    if input_type is not None:
+        input_type = str(input_type).upper()
+        input_type_range(input_type)        # a ThresherError for an unknown name
     if not path.is_file():
         raise ThresherError(f"{path}: no such model file")
     import onnx
@@ -201,7 +219,7 @@ def load_onnx(path) -> ImportedModel:
         except Exception as e:
             raise ThresherError(f"{path}: qonnx could not clean up the model "
                                 f"({type(e).__name__}: {e})") from None
-    return _Walker(wrapper, path.name).walk()
+    return _Walker(wrapper, path.name, input_type).walk()
 
 
 def _attr(node, name, default=None):
@@ -230,7 +248,8 @@ def _pads2d(node, pads):
 class _Walker:
     """One pass over the cleaned graph from its input to its output."""
 
-    def __init__(self, wrapper, name):
+    def __init__(self, wrapper, name, input_type=None):
+        self.input_type = input_type
         self.model = wrapper
         self.graph = wrapper.graph
         self.name = name
@@ -329,14 +348,29 @@ class _Walker:
     def walk(self) -> ImportedModel:
         g = self.graph
         inputs = [i for i in g.input if self.model.get_initializer(i.name) is None]
-        if len(inputs) != 1 or len(g.output) != 1:
+        # several outputs only from the last node (TopK's values and indices): the first is matched
+        last = self.producers.get(g.output[0].name) if g.output else None
+        if len(inputs) != 1 or not g.output or \
+                any(o.name not in (last.output if last else ()) for o in g.output[1:]):
             raise ThresherError(f"{self.name}: expected one input and one output, found "
                                 f"{len(inputs)} and {len(g.output)}")
         in_shape = tuple(self.model.get_tensor_shape(inputs[0].name) or ())
         out_shape = tuple(self.model.get_tensor_shape(g.output[0].name) or ())
         if not in_shape or any(not isinstance(d, int) or d < 1 for d in in_shape):
             raise ThresherError(f"{self.name}: the input needs a fixed shape, got {in_shape}")
+        input_type = self.input_type
+        if input_type is None:
+            declared = self.model.get_tensor_datatype(inputs[0].name)
+            name = getattr(declared, "name", str(declared))
+            if name not in ("FLOAT32", "FLOAT16"):
+                try:
+                    input_type_range(name)
+                except ThresherError:
+                    raise ThresherError(f"{self.name}: input datatype {name} is not supported "
+                                        "(BIPOLAR, BINARY, UINTn, INTn or float)") from None
+                input_type = name
         ops = []
+        host_node = None        # the first host op (Softmax, ...): only host ops may follow it
         tensor = inputs[0].name
         end = g.output[0].name
         while tensor != end:
@@ -351,9 +385,60 @@ class _Walker:
             if data != [tensor]:
                 raise ThresherError(f"{_where(node)}: combines two computed tensors; only a linear "
                                     "chain with constant parameters is supported")
-            ops.append(self.op(node, tensor))
-            tensor = node.output[0]
-        return ImportedModel(self.name, in_shape[1:], out_shape[1:], tuple(ops))
+            if host_node is not None and node.op_type not in HOST_OP_TYPES:
+                raise ThresherError(
+                    f"{_where(host_node)}: {host_node.op_type} is supported only at the end of the "
+                    f"model (only {', '.join(HOST_OP_TYPES)} may follow it, not {node.op_type}); "
+                    f"supported: {', '.join(SUPPORTED_OPS)}")
+            if node.op_type in HOST_OP_TYPES:
+                host_node = host_node or node
+                output = list(node.output).index(end) if end in node.output else 0
+                ops.append(self.host_op(node, tensor, output))
+                tensor = node.output[output]
+            else:
+                ops.append(self.op(node, tensor))
+                tensor = node.output[0]
+        return ImportedModel(self.name, in_shape[1:], out_shape[1:], tuple(ops), input_type)
+
+    def host_op(self, node, tensor, output) -> HostOp:
+        """Softmax, LogSoftmax, Sigmoid, ArgMax, TopK: applied by the host after the last layer."""
+        where = _where(node)
+        in_shape = self.model.get_tensor_shape(tensor)
+        out_shape = self.model.get_tensor_shape(node.output[output])
+        for s in (in_shape, out_shape):
+            if not s or any(not isinstance(d, int) or d < 1 for d in s):
+                raise ThresherError(f"{where}: shapes {in_shape} -> {out_shape} are not fixed")
+        t = node.op_type
+        opset = next((o.version for o in self.model.model.opset_import if o.domain in ("", "ai.onnx")),
+                     13)
+        default_axis = {"Softmax": -1 if opset >= 13 else 1, "LogSoftmax": -1 if opset >= 13 else 1,
+                        "ArgMax": 0, "TopK": -1, "Sigmoid": 1}[t]
+        axis = int(_attr(node, "axis", default_axis))
+        axis = axis + len(in_shape) if axis < 0 else axis
+        if not 1 <= axis < len(in_shape):
+            raise ThresherError(f"{where}: axis {_attr(node, 'axis', default_axis)} is the batch "
+                                "axis (or out of range); only per-sample axes are supported")
+        kw = dict(kind=t, in_shape=in_shape[1:], out_shape=out_shape[1:], axis=axis)
+        if t in ("Softmax", "LogSoftmax"):
+            kw["flatten"] = opset < 13 and axis < len(in_shape) - 1
+        elif t == "ArgMax":
+            kw["keepdims"] = bool(_attr(node, "keepdims", 1))
+            kw["select_last_index"] = bool(_attr(node, "select_last_index", 0))
+        elif t == "TopK":
+            if len(node.input) > 1 and node.input[1]:
+                k = np.asarray(self.const(node.input[1], node)).ravel()
+            else:
+                k = np.asarray([_attr(node, "k", -1)])
+            if k.size != 1 or not 1 <= int(k[0]) <= in_shape[axis]:
+                raise ThresherError(f"{where}: k must be one constant from 1 to {in_shape[axis]}, "
+                                    f"not {k.tolist()}")
+            if not _attr(node, "sorted", 1):
+                raise ThresherError(f"{where}: sorted=0 (an unspecified order) is not supported")
+            kw.update(k=int(k[0]), largest=bool(_attr(node, "largest", 1)), output=output)
+        try:
+            return HostOp(**kw)
+        except ValueError as e:
+            raise ThresherError(f"{where}: {e}") from None
 
     def op(self, node, tensor) -> Op:
         t = node.op_type

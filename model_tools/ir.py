@@ -15,6 +15,12 @@ Semantics (per sample; tensors are NCHW without the batch axis, channel axis fir
 * :class:`MaxPool` takes the maximum of integer activation values (padding never wins).
 * :class:`Dequant` maps the last stage's integers to the model's float output:
   ``out[c] = scale[c] * v[c] + bias[c]``, then the result is reshaped to ``output_shape``.
+* :class:`HostOp` records (``Softmax``, ``LogSoftmax``, ``Sigmoid``, ``ArgMax``, ``TopK``) follow
+  on the host, in order, on the dequantized output (``IntegerNetwork.host``); the model's output is
+  the last one's (``IntegerNetwork.result_shape``).
+* A typed input (``InputQuantizer.input_type``, e.g. ``UINT8`` or ``BIPOLAR``) is already the integer
+  level: the input thresholds are the identity on that type's values, and values outside the type
+  are refused (:func:`check_typed_input`).
 
 Activation values are the *true* integers of the reference (e.g. -1, 0, +1 for a narrow signed 2-bit
 quantizer), ``offset + step * count``; hardware that works on counts folds the offset into the next
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Union
@@ -36,7 +43,8 @@ from .files import atomic_write_bytes
 
 __all__ = [
     "Thresholds", "InputQuantizer", "Conv", "Dense", "MaxPool", "Dequant", "IntegerNetwork",
-    "Layer", "signed_bits",
+    "Layer", "signed_bits", "HostOp", "HOST_OPS", "input_type_range", "identity_thresholds",
+    "check_typed_input",
 ]
 
 
@@ -126,23 +134,77 @@ class Thresholds:
         return max(1, int(self.levels).bit_length())
 
 
+# -- typed inputs ----------------------------------------------------------------------------------
+
+_TYPE_RE = re.compile(r"(U?)INT([1-9][0-9]*)")
+#: Widest INTn / UINTn input: an identity quantizer has 2^n - 1 thresholds.
+MAX_INPUT_TYPE_BITS = 16
+
+
+def input_type_range(name: str) -> tuple[int, int]:
+    """``(lo, hi)`` of an integer input type: ``BIPOLAR`` (-1, +1 only), ``BINARY``, ``UINTn``,
+    ``INTn`` (qonnx/FINN ``DataType`` names); :class:`ThresherError` for anything else."""
+    name = str(name).upper()
+    if name == "BIPOLAR":
+        return -1, 1
+    if name == "BINARY":
+        return 0, 1
+    m = _TYPE_RE.fullmatch(name)
+    if m is None or not 1 <= int(m.group(2)) <= MAX_INPUT_TYPE_BITS:
+        raise ThresherError(f"input type {name}: give BIPOLAR, BINARY, UINTn or INTn "
+                            f"(n from 1 to {MAX_INPUT_TYPE_BITS})")
+    bits = int(m.group(2))
+    return (0, (1 << bits) - 1) if m.group(1) else (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+
+
+def identity_thresholds(name: str) -> "Thresholds":
+    """float32 input thresholds with ``level(x) = x`` for every value ``x`` of the type (exact:
+    integer thresholds ``lo + 1 .. hi`` are float32-exact up to 2^24; BIPOLAR: one at 0, step 2)."""
+    lo, hi = input_type_range(name)
+    if str(name).upper() == "BIPOLAR":
+        return Thresholds(np.zeros((1, 1), np.float32), [1], -1, 2)
+    return Thresholds(np.arange(lo + 1, hi + 1, dtype=np.float32)[None, :], [1], lo, 1)
+
+
+def check_typed_input(name: str, x: np.ndarray) -> None:
+    """:class:`ThresherError` naming the first value of ``x`` that is not of the input type."""
+    lo, hi = input_type_range(name)
+    x = np.asarray(x)
+    bad = (x != np.round(x)) | (x < lo) | (x > hi)
+    if str(name).upper() == "BIPOLAR":
+        bad |= x == 0
+    if bad.any():
+        index = tuple(int(i) for i in np.argwhere(bad)[0])
+        want = "-1 or +1" if str(name).upper() == "BIPOLAR" else f"an integer in {lo}..{hi}"
+        raise ThresherError(f"input value {float(x[index]):g} at index {index} is not of the model's "
+                            f"input type {str(name).upper()} ({want})")
+
+
 @dataclass(frozen=True, eq=False)
 class InputQuantizer:
     """Raw model input (float32) to integer activations, by float32 thresholds.
 
     The thresholds apply per channel (axis 0 of ``in_shape``) or to every value (C == 1). The
     integer tensor is then reshaped to ``out_shape`` (the model may flatten before quantizing).
+
+    ``input_type`` (e.g. ``"UINT8"``, ``"BIPOLAR"``) marks a model that starts with no quantizer
+    and whose input is already integer levels of that type; the thresholds are then the identity
+    (:func:`identity_thresholds`) and other raw values are refused. ``None``: a float input.
     """
 
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     thresholds: Thresholds
+    input_type: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "in_shape", tuple(int(d) for d in self.in_shape))
         object.__setattr__(self, "out_shape", tuple(int(d) for d in self.out_shape))
         if self.thresholds.values.dtype != np.float32:
             raise ValueError("input thresholds are float32 values on the raw input")
+        if self.input_type is not None:
+            object.__setattr__(self, "input_type", str(self.input_type).upper())
+            input_type_range(self.input_type)      # a known type name
 
     @property
     def out_range(self) -> tuple[int, int]:
@@ -315,19 +377,151 @@ class Dequant:
             raise ValueError("dequant scale and bias must be 1-D and of equal length")
 
 
+# -- host-side tails after Dequant ------------------------------------------------------------------
+
+def _softmax(x, axis):
+    e = np.exp(x - x.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _log_softmax(x, axis):
+    m = x - x.max(axis=axis, keepdims=True)
+    return m - np.log(np.exp(m).sum(axis=axis, keepdims=True))
+
+
+def _sigmoid(x, axis):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _argmax(x, op):
+    if op.select_last_index:
+        flipped = np.flip(x, axis=op.axis)
+        idx = x.shape[op.axis] - 1 - flipped.argmax(axis=op.axis)
+    else:
+        idx = x.argmax(axis=op.axis)
+    idx = idx.astype(np.int64)
+    return np.expand_dims(idx, op.axis) if op.keepdims else idx
+
+
+def _topk(x, op):
+    # ONNX/onnxruntime order: by value, equal values by ascending index (a stable sort)
+    order = np.argsort(-x if op.largest else x, axis=op.axis, kind="stable")
+    idx = np.take(order, np.arange(op.k), axis=op.axis).astype(np.int64)
+    return np.take_along_axis(x, idx, axis=op.axis) if op.output == 0 else idx
+
+
+def _float(fn):
+    """An elementwise/normalising op: computed in float64 on its float32 input, float32 out."""
+    def apply(x, op):
+        shape = x.shape
+        x = np.asarray(x, dtype=np.float64)
+        if op.flatten:      # opset < 13 Softmax/LogSoftmax: the axes from ``axis`` on, as one
+            x = x.reshape(shape[:op.axis] + (-1,))
+        return fn(x, op.axis).reshape(shape).astype(np.float32)
+    return apply
+
+
+#: The host ops and their golden numpy functions, ``f(x, op)`` on a batch ``(B, *op.in_shape)``.
+HOST_OPS = {
+    "Softmax": _float(_softmax),
+    "LogSoftmax": _float(_log_softmax),
+    "Sigmoid": _float(_sigmoid),
+    "ArgMax": _argmax,
+    "TopK": _topk,
+}
+
+
+@dataclass(frozen=True, eq=False)
+class HostOp:
+    """One operation the host applies after :class:`Dequant` (see :data:`HOST_OPS`).
+
+    Attributes
+    ----------
+    kind : str
+        ``Softmax``, ``LogSoftmax``, ``Sigmoid``, ``ArgMax`` or ``TopK``.
+    in_shape, out_shape : tuple of int
+        Per sample (batch axis removed).
+    axis : int
+        Axis of a batch ``(B, *in_shape)`` (ONNX's own axis, made non-negative; never 0).
+    keepdims, select_last_index : bool
+        ``ArgMax``'s attributes.
+    k, largest : int, bool
+        ``TopK``'s; ``output`` is the output the model returns: 0 the values, 1 the indices.
+    flatten : bool
+        ``Softmax``/``LogSoftmax`` before opset 13: normalise over all axes from ``axis`` on.
+    """
+
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    axis: int = 1
+    keepdims: bool = True
+    select_last_index: bool = False
+    k: int = 1
+    largest: bool = True
+    output: int = 0
+    flatten: bool = False
+
+    def __post_init__(self):
+        if self.kind not in HOST_OPS:
+            raise ValueError(f"unknown host op {self.kind!r}; known: {', '.join(HOST_OPS)}")
+        for f in ("in_shape", "out_shape"):
+            object.__setattr__(self, f, tuple(int(d) for d in getattr(self, f)))
+        for f in ("axis", "k", "output"):
+            object.__setattr__(self, f, int(getattr(self, f)))
+        for f in ("keepdims", "select_last_index", "largest", "flatten"):
+            object.__setattr__(self, f, bool(getattr(self, f)))
+        if not 1 <= self.axis <= len(self.in_shape):
+            raise ValueError(f"{self.kind}: axis {self.axis} is not a per-sample axis of "
+                             f"{self.in_shape}")
+
+    @property
+    def integer_output(self) -> bool:
+        """Whether the op returns int64 indices (ArgMax, TopK's indices) instead of float32."""
+        return self.kind == "ArgMax" or (self.kind == "TopK" and self.output == 1)
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """The golden function on a batch ``(B, *in_shape)``."""
+        return HOST_OPS[self.kind](x, self)
+
+    def describe(self) -> str:
+        """Its attributes, as ``thresher info`` shows them."""
+        if self.kind == "ArgMax":
+            return f"axis {self.axis}, keepdims {int(self.keepdims)}"
+        if self.kind == "TopK":
+            return (f"axis {self.axis}, k {self.k}, {'largest' if self.largest else 'smallest'}, "
+                    f"returns {'values' if self.output == 0 else 'indices'}")
+        if self.kind == "Sigmoid":
+            return "elementwise"
+        return f"axis {self.axis}" + (" (flattened)" if self.flatten else "")
+
+
 @dataclass(frozen=True, eq=False)
 class IntegerNetwork:
-    """A whole folded network: input quantizer, integer layers, host-side dequantization."""
+    """A whole folded network: input quantizer, integer layers, host-side dequantization, then the
+    host ops ``host`` (applied in order to the dequantized output)."""
 
     input: InputQuantizer
     layers: tuple[Layer, ...]
     output: Dequant
     output_shape: tuple[int, ...]
     name: str = "network"
+    host: tuple[HostOp, ...] = ()
 
     def __post_init__(self):
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "output_shape", tuple(int(d) for d in self.output_shape))
+        object.__setattr__(self, "host", tuple(self.host))
+        shape = self.output_shape
+        for op in self.host:
+            if op.in_shape != shape:
+                raise ValueError(f"host op {op.kind} takes {op.in_shape}, gets {shape}")
+            shape = op.out_shape
+
+    @property
+    def result_shape(self) -> tuple[int, ...]:
+        """Per-sample shape of what the model returns (after the host ops)."""
+        return self.host[-1].out_shape if self.host else self.output_shape
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -384,11 +578,14 @@ class IntegerNetwork:
         doc = {
             "format": "thresher-integer-network", "version": 1, "name": self.name,
             "input": {"in_shape": list(self.input.in_shape), "out_shape": list(self.input.out_shape),
-                      "thresholds": thresholds("input", self.input.thresholds)},
+                      "thresholds": thresholds("input", self.input.thresholds),
+                      "input_type": self.input.input_type},
             "layers": layers,
             "output": {"scale": put("output.scale", self.output.scale),
                        "bias": put("output.bias", self.output.bias)},
             "output_shape": list(self.output_shape),
+            "host": [{f.name: (list(v) if isinstance(v, tuple) else v)
+                      for f in fields(op) for v in [getattr(op, f.name)]} for op in self.host],
         }
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
@@ -422,11 +619,13 @@ class IntegerNetwork:
                 layers.append(kind(**entry))
             inp = doc["input"]
             return cls(
-                input=InputQuantizer(inp["in_shape"], inp["out_shape"], thresholds(inp["thresholds"])),
+                input=InputQuantizer(inp["in_shape"], inp["out_shape"], thresholds(inp["thresholds"]),
+                                     inp.get("input_type")),
                 layers=tuple(layers),
                 output=Dequant(arrays[doc["output"]["scale"]], arrays[doc["output"]["bias"]]),
-                output_shape=doc["output_shape"], name=doc.get("name", "network"))
-        except (OSError, ValueError, KeyError, TypeError) as e:
+                output_shape=doc["output_shape"], name=doc.get("name", "network"),
+                host=tuple(HostOp(**op) for op in doc.get("host", [])))
+        except (OSError, ValueError, KeyError, TypeError, ThresherError) as e:
             raise ThresherError(f"{directory}: not a readable thresher network ({e})") from None
 
 

@@ -37,11 +37,14 @@ def _threshold_text(layer) -> str:
 def layer_rows(net: IntegerNetwork) -> list[dict]:
     """One dict per stage (the input quantizer first) with what a user wants to see."""
     t = net.input.thresholds
+    typed = net.input.input_type
     rows = [{
-        "layer": "input", "kind": "Quant", "in": _shape(net.input.in_shape),
+        "layer": "input", "kind": f"{typed} (no quantizer)" if typed else "Quant",
+        "in": _shape(net.input.in_shape),
         "out": _shape(net.input.out_shape), "w_bits": "-", "a_bits": _bits(*t.out_range),
         "macs": 0, "params": 0, "acc": "-",
-        "thresholds": f"{t.channels}x{t.levels} (float32 on raw input)",
+        "thresholds": (f"identity ({t.levels} on the raw {typed} value)" if typed
+                       else f"{t.channels}x{t.levels} (float32 on raw input)"),
     }]
     for layer in net.layers:
         if isinstance(layer, MaxPool):
@@ -61,6 +64,11 @@ def layer_rows(net: IntegerNetwork) -> list[dict]:
             "macs": layer.macs, "params": layer.params,
             "acc": f"s{layer.acc_bits} [{lo}, {hi}]", "thresholds": _threshold_text(layer),
         })
+    for op in net.host:     # after the dequantization, on the host
+        rows.append({"layer": "host", "kind": op.kind, "in": _shape(op.in_shape),
+                     "out": _shape(op.out_shape), "w_bits": "-",
+                     "a_bits": "int64" if op.integer_output else "float32", "macs": 0,
+                     "params": 0, "acc": "-", "thresholds": op.describe()})
     return rows
 
 
@@ -91,7 +99,7 @@ def network_summary(net: IntegerNetwork) -> dict:
     return {
         "name": net.name,
         "input_shape": list(net.input_shape),
-        "output_shape": list(net.output_shape),
+        "output_shape": list(net.result_shape),
         "layers": len(net.layers),
         "macs": net.macs,
         "params": sum(layer.params for layer in mac_layers),

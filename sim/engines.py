@@ -3,7 +3,8 @@
 Every engine returns the model's float32 output (what the ONNX model itself outputs) computed from
 the last integer stage, so the files they write are interchangeable and comparable with
 ``array_equal``. The hardware engines take raw integer inputs (e.g. 0..255 pixels); the host
-dequantizes the raw accumulators they return.
+dequantizes the raw accumulators they return and applies the network's host ops (Softmax, ArgMax,
+TopK, ... : ``golden.finish``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ ENGINES = ("golden", "rtl", "pysim", "board")
 
 @dataclass
 class EngineResult:
-    outputs: np.ndarray                     # float32 (B, *output_shape)
+    outputs: np.ndarray                     # what the model returns (B, *result_shape): float32,
+                                            # int64 after ArgMax / TopK indices (host ops applied)
     integers: np.ndarray                    # the last stage's integers (B, *last_shape)
     engine: str                             # the engine that actually ran
     cycles: np.ndarray | None = None        # per inference, for the hardware engines
@@ -47,7 +49,7 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
         if trace:
             raise ThresherError("--trace needs a hardware engine (rtl or pysim)")
         ints = golden.run_integer(net, x)
-        return EngineResult(golden.dequantize(net, ints), ints, "golden")
+        return EngineResult(golden.finish(net, ints), ints, "golden")
     x = golden.check_input(net, x)          # shape and NaN checks, same messages as golden
     mode = _input_mode(x, input_range)
     notes = [] if mode == "raw" else [
@@ -59,7 +61,7 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
                                 f"{input_range[1]} (like 8-bit pixels)")
         from .host import run_board
         ints, cycles = run_board(net, x.astype(np.int64), port, return_cycles=True)
-        return EngineResult(golden.dequantize(net, ints), np.asarray(ints), f"board ({port})",
+        return EngineResult(golden.finish(net, ints), np.asarray(ints), f"board ({port})",
                             np.asarray(cycles))
     if engine == "rtl":
         from .toolchain import VerilatorError, unavailable_reason
@@ -69,7 +71,7 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
             try:
                 ints, cycles = run_verilator(net, x, pe, simd, input_range=input_range,
                                              trace=trace, input_mode=mode)
-                return EngineResult(golden.dequantize(net, ints), ints, "rtl (verilator)",
+                return EngineResult(golden.finish(net, ints), ints, "rtl (verilator)",
                                     np.asarray(cycles), notes)
             except VerilatorError as e:
                 first = str(e).splitlines()[0]
@@ -86,4 +88,4 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
         parts.append(run_pysim(net, x, pe, simd, input_range=input_range, input_mode=mode))
     ints = np.concatenate([np.asarray(p[0]) for p in parts])
     cycles = np.concatenate([np.asarray(p[1]) for p in parts])
-    return EngineResult(golden.dequantize(net, ints), ints, "pysim", cycles, notes)
+    return EngineResult(golden.finish(net, ints), ints, "pysim", cycles, notes)

@@ -71,12 +71,30 @@ class GraphBuilder:
                                 epsilon=float(eps))
         return self
 
-    def build(self, path, output_shape=None):
+    def topk(self, k, axis=-1, largest=1, outputs=(0, 1)):
+        """``TopK``; ``outputs``: which of (values 0, indices 1) become graph outputs, in order."""
+        self.count += 1
+        names = [f"t{self.count}_values", f"t{self.count}_indices"]
+        self.nodes.append(helper.make_node("TopK", [self.tensor, self.const([k], np.int64)], names,
+                                           name=f"TopK_{self.count}", axis=axis, largest=largest))
+        self.tensor = [names[i] for i in outputs]
+        return self
+
+    def build(self, path, output_shape=None, input_type=None, opset=13):
+        """Write the model; ``input_type`` (e.g. ``"UINT8"``) annotates the input's finn_datatype."""
         inp = helper.make_tensor_value_info("x", TensorProto.FLOAT, list(self.input_shape))
-        out = helper.make_tensor_value_info(self.tensor, TensorProto.FLOAT, output_shape)
-        graph = helper.make_graph(self.nodes, self.name, [inp], [out], self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13),
+        tensors = self.tensor if isinstance(self.tensor, list) else [self.tensor]
+        integer = {o for n in self.nodes if n.op_type == "ArgMax" for o in n.output}
+        outs = [helper.make_tensor_value_info(
+                    t, TensorProto.INT64 if t.endswith("_indices") or t in integer
+                    else TensorProto.FLOAT, output_shape) for t in tensors]
+        graph = helper.make_graph(self.nodes, self.name, [inp], outs, self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset),
                                                         helper.make_opsetid("qonnx.custom_op.general", 1)])
+        if input_type is not None:
+            model.graph.quantization_annotation.append(onnx.TensorAnnotation(
+                tensor_name="x", quant_parameter_tensor_names=[
+                    onnx.StringStringEntryProto(key="finn_datatype", value=input_type)]))
         onnx.save(model, str(path))
         return path
 

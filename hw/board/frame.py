@@ -137,7 +137,7 @@ class Info:
 
 def network_hash(network) -> int:
     """A 32-bit fingerprint of an :class:`~model_tools.ir.IntegerNetwork`: shapes, weights,
-    thresholds (not its name), so the host can tell whether a board runs the network it means."""
+    thresholds, the input type and the host ops (not its name), so the host can tell whether a board runs the network it means."""
     h = hashlib.sha256()
 
     def put(*items):
@@ -156,6 +156,7 @@ def network_hash(network) -> int:
 
     put(network.input.in_shape, network.input.out_shape)
     thresholds(network.input.thresholds)
+    put("input_type", network.input.input_type)
     for layer in network.layers:
         put(type(layer).__name__, layer.in_shape, layer.out_shape)
         if hasattr(layer, "weights"):
@@ -164,4 +165,7 @@ def network_hash(network) -> int:
         for attr in ("stride", "pads", "kernel"):
             if hasattr(layer, attr):
                 put(getattr(layer, attr))
+    for op in network.host:    # the host ops after the dequantization (Softmax, ArgMax, TopK, ...)
+        put("host", op.kind, op.in_shape, op.out_shape, op.axis, op.keepdims,
+            op.select_last_index, op.k, op.largest, op.output, op.flatten)
     return int.from_bytes(h.digest()[:4], "little")
