@@ -14,6 +14,13 @@ The cache lives under ``$THRESHER_CACHE`` (default ``~/.cache/thresher``):
     one built library, the key a hash of the sources, the flags, the Verilator and compiler
     versions. Built in a temporary directory that is renamed into place, under a per-key file lock
     (``<key>.lock``), so concurrent processes never see half a build and never build one twice.
+    The locks are ``flock`` locks, held per open file: they exclude threads of one process as
+    well as processes (and are released when a process dies); on NFS, Linux turns them into
+    POSIX locks that other hosts see (unless mounted with ``local_lock``). Correctness never
+    rests on them: an entry only appears by a rename, and a build that finds its entry already
+    renamed into place (by a host the lock did not reach) drops its own copy, so the worst a
+    missing lock costs is a duplicate build. A process killed mid-build leaves a ``.build-*``
+    directory behind (and its lock free): garbage, never read.
 ``verilator/runtime-<key>/``
     the compiled Verilator runtime (``verilated.o``, ...), shared by every design built with the
     same Verilator, compiler and flags: compiled once, under ``runtime-<key>.lock``, objects added
@@ -373,7 +380,11 @@ def build_library(name: str, top_module: str, sources: dict[str, str], flags: li
                     "cxx_command": list(compiler.command), "flags": flags,
                     "cxxflags": _cxxflags(), **(info or {})}, indent=1))
                 os.chmod(tmp, 0o755)
-                os.rename(tmp, final)
+                try:
+                    os.rename(tmp, final)
+                except OSError:   # a finished entry is there: a host the lock did not reach
+                    if not lib.exists():
+                        raise
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     return lib, True
