@@ -101,8 +101,7 @@ def predict_build(network: IntegerNetwork, board: str, pe: int | None = None,
     from .plan import Plan, mac_bound_cycles
     from .resources import estimate_resources
     cycles = Plan(network, pe, simd, input_range).predict_cycles()
-    target = clock_mhz if clock_mhz is not None else \
-        target_clock_mhz if target_clock_mhz is not None else TARGET_CLOCK_MHZ[spec.family]
+    target = clock_mhz if clock_mhz is not None else TARGET_CLOCK_MHZ[spec.family]
     clock = pll_clock_mhz(board, target)
     return {"board": board, "pe": pe, "simd": simd, "target_clock_mhz": target,
             "clock_mhz": round(clock, 4), "cycles_per_inference": cycles,

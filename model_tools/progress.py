@@ -110,8 +110,11 @@ class _LineBar:
         reporter._say(f"thresher: {label}: 0/{total:,}")
 
     def __call__(self, done: int) -> None:
+        crossed = False
         while self.next_quarter <= 4 and done * 4 >= self.next_quarter * self.total:
             self.next_quarter += 1
+            crossed = True
+        if crossed:      # one line per update, however many quarters it crossed
             self.reporter._say(f"thresher: {self.label}: {done:,}/{self.total:,} in "
                                f"{time.monotonic() - self.start:.1f} s")
 

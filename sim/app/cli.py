@@ -55,26 +55,42 @@ def _output_dir(path) -> Path:
 # -- commands ---------------------------------------------------------------------------------------
 
 def cmd_compile(args) -> int:
+    from ...hw.build import predict_build
+    from ...hw.plan import mac_bound_cycles, predict_cycles
     from ...model_tools.load import load_network
     from ...model_tools.report import format_table, layer_rows, network_summary
-    net = load_network(args.model)
+    net = load_network(args.model, input_type=args.input_type)
     if args.out is not None:
         net.save(_output_dir(args.out))
     print(format_table(layer_rows(net)))
     s = network_summary(net)
     print(f"\n{s['macs']:,} MACs per inference, {s['params']:,} weights "
           f"({s['weight_bits_total'] / 1024:.1f} kbit), widest accumulator {s['max_acc_bits']} bits")
-    from ...hw.plan import mac_bound_cycles, predict_cycles
-    try:
-        predicted = predict_cycles(net, args.pe, args.simd)
-        bound = mac_bound_cycles(net, args.pe, args.simd)
-        print(f"PE={args.pe} x SIMD={args.simd}: {predicted:,} cycles per inference predicted, "
-              f"MAC bound {bound:,} ({predicted / bound:.2f}x)")
-    except ThresherError as e:   # the integer network stands on its own; say why hardware cannot
-        print(f"PE={args.pe} x SIMD={args.simd}: no hardware plan ({e})")
+    try:    # the integer network stands on its own; say why hardware cannot
+        if args.board is not None:
+            print(format_prediction(predict_build(net, args.board, args.pe, args.simd)))
+        else:
+            pe, simd = args.pe or 8, args.simd or 8
+            predicted, bound = predict_cycles(net, pe, simd), mac_bound_cycles(net, pe, simd)
+            print(f"PE={pe} x SIMD={simd}: {predicted:,} cycles per inference predicted, "
+                  f"MAC bound {bound:,} ({predicted / bound:.2f}x); give --board for the array "
+                  f"and clock a build would pick")
+    except ThresherError as e:
+        where = f"on {args.board}" if args.board else f"PE={args.pe or 8} x SIMD={args.simd or 8}"
+        print(f"{where}: no hardware plan ({e})")
     if args.out is not None:
         print(f"wrote {Path(args.out) / 'network.json'} and network.npz")
     return 0
+
+
+def format_prediction(p: dict) -> str:
+    """What ``build`` would pick, from :func:`thresher.hw.build.predict_build`."""
+    est = ", ".join(f"{k} {v['used']:,}/{v['available']:,}" for k, v in p["estimate"].items())
+    return (f"on {p['board']}, build would pick PE={p['pe']} x SIMD={p['simd']} at "
+            f"{p['clock_mhz']:g} MHz: {p['cycles_per_inference']:,} cycles per inference "
+            f"(MAC bound {p['mac_bound_cycles']:,}, "
+            f"{p['cycles_per_inference'] / p['mac_bound_cycles']:.2f}x), "
+            f"{p['inferences_per_s']:,.0f} inferences/s; estimated {est}")
 
 
 def cmd_info(args) -> int:
@@ -89,7 +105,7 @@ def cmd_run(args) -> int:
     out = _output_file(args.out, "output .npy file")
     if args.trace is not None and not str(args.trace).endswith((".vcd", ".fst")):
         raise ThresherError(f"--trace {args.trace}: give a .vcd or .fst file name")
-    net = load_network(args.model)
+    net = load_network(args.model, input_type=args.input_type)
     x = load_array(args.input)
     if (args.engine == "board") != (args.port is not None):
         raise ThresherError("--engine board needs --port, and --port needs --engine board")
@@ -111,7 +127,7 @@ def cmd_run(args) -> int:
 def cmd_build(args) -> int:
     from ...hw.build import build
     from ...model_tools.load import load_network
-    net = load_network(args.model)
+    net = load_network(args.model, input_type=args.input_type)
     out = _output_dir(args.out)
     if (args.pe is None) != (args.simd is None):
         raise ThresherError("give both --pe and --simd, or neither (then the board decides)")
@@ -162,18 +178,82 @@ def cmd_program(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from ..verify import verify_random
+    from ..campaign import default_workers
+    from ..verify import verify_cases
     t0 = time.perf_counter()
-    results = verify_random(args.random, args.seed, args.out, log=print)
+    out = _output_dir(args.out)
+    if args.case is not None:       # one case, again: in this process unless told otherwise
+        seed, indices = args.case[0], [args.case[1]]
+        workers = args.workers
+    else:
+        seed, indices = args.seed, range(args.random)
+        workers = args.workers or (None if args.scheduler else default_workers())
+    results = verify_cases(seed, indices, out, log=print, workers=workers,
+                           scheduler=args.scheduler)
     failed = [r for r in results if not r.ok and not r.unsupported]
+    died = sum(r.died for r in results)
     unsupported = sum(r.unsupported for r in results)
     passed = sum(r.ok for r in results)
-    print(f"\n{passed} passed, {len(failed)} failed" + (f", {unsupported} skipped (configurations "
-          "the planner refuses)" if unsupported else "") + f" in {time.perf_counter() - t0:.0f} s")
+    print(f"\n{passed} passed, {len(failed)} failed" + (f" ({died} died)" if died else "")
+          + (f", {unsupported} skipped (configurations the planner refuses)" if unsupported
+             else "") + f" in {time.perf_counter() - t0:.0f} s")
+    print(f"wrote {out / 'verify.json'}")
     if failed:
-        print(f"failing cases saved under {args.out}/", file=sys.stderr)
+        print(f"failing cases saved under {out}/; run one again with: {failed[0].command}",
+              file=sys.stderr)
         return 1
     return 0
+
+
+def cmd_explore(args) -> int:
+    from ...model_tools.load import load_network
+    from ..campaign import default_workers
+    from .explore import explore, format_explore
+    net = load_network(args.model, input_type=args.input_type)
+    out = _output_dir(args.out)
+    workers = args.workers or (None if args.scheduler else default_workers())
+    result = explore(net, args.board, out, top=args.top, arrays=args.arrays, seeds=args.seeds,
+                     clocks=args.clocks or (None,), workers=workers, scheduler=args.scheduler)
+    print("\n" + format_explore(result))
+    built = sum(bool(r.get("built")) for r in result["points"])
+    print(f"\n{built} of {len(result['points'])} points built in {result['seconds']:.0f} s; "
+          f"wrote {out / 'explore.json'} and {out / 'explore.html'}")
+    return 0
+
+
+def _arrays(text: str) -> list[tuple[int, int]]:
+    """``8x4,4x4`` -> [(8, 4), (4, 4)], for ``thresher explore --arrays``."""
+    arrays = []
+    for item in text.split(","):
+        pe, _, simd = item.strip().lower().partition("x")
+        arrays.append((_power_of_two(pe), _power_of_two(simd)))
+    return arrays
+
+
+def _numbers(kind):
+    """A comma-separated list of ``kind`` (``1,2,3``), for ``--seeds`` / ``--clocks``."""
+    def parse(text: str) -> list:
+        try:
+            values = [kind(v) for v in text.split(",")]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"a comma-separated list of numbers, not {text!r}"
+                                             ) from None
+        if any(v <= 0 for v in values):
+            raise argparse.ArgumentTypeError(f"positive numbers only, not {text!r}")
+        return values
+    return parse
+
+
+def _case_id(text: str) -> tuple[int, int]:
+    """``SEED:I`` -> (SEED, I), for ``thresher verify --case``."""
+    seed, _, index = text.partition(":")
+    try:
+        seed, index = int(seed), int(index)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give SEED:I (e.g. 5:3), not {text!r}") from None
+    if seed < 0 or index < 0:
+        raise argparse.ArgumentTypeError(f"SEED and I are non-negative, not {text!r}")
+    return seed, index
 
 
 def cmd_bench(args) -> int:
@@ -181,6 +261,11 @@ def cmd_bench(args) -> int:
         from .bench import bench_all, format_bench
         rows = bench_all(Path(args.out), _progress)
         print("\n" + format_bench(rows))
+        return 0
+    if args.what == "resources":
+        from .bench import bench_resources, format_resources
+        rows = bench_resources(args.board, args.n or 10, Path(args.out) / "resources")
+        print("\n" + format_resources(rows, args.board))
         return 0
     from ...model_tools.bench import bench_golden, mnist_like
     from ...model_tools.builtin import mnist4
@@ -192,7 +277,7 @@ def cmd_bench(args) -> int:
     if args.input:
         x = load_array(args.input).astype(np.float32)
     else:
-        x = mnist_like(mnist4()[0], args.n, seed=0)
+        x = mnist_like(mnist4()[0], args.n or 1000, seed=0)
     r = bench_golden(model, x, _progress(len(x), "qonnx execute_onnx"))
     print(f"model {model.name}, {r['inputs']} inputs")
     print(f"  golden engine        {r['golden_s'] * 1e3:10.1f} ms")
@@ -239,9 +324,32 @@ def _power_of_two(text: str) -> int:
     return value
 
 
-def _parallelism_options(parser):
-    parser.add_argument("--pe", type=_power_of_two, default=8, help="output channels per cycle")
-    parser.add_argument("--simd", type=_power_of_two, default=8, help="inputs per output per cycle")
+def _parallelism_options(parser, default=8):
+    parser.add_argument("--pe", type=_power_of_two, default=default,
+                        help="output channels per cycle" + (f" (default {default})" if default else ""))
+    parser.add_argument("--simd", type=_power_of_two, default=default,
+                        help="inputs per output per cycle" + (f" (default {default})" if default else ""))
+
+
+def _input_type_option(parser):
+    parser.add_argument("--input-type", metavar="TYPE", help="the raw input is already integers of "
+                        "this type (UINT8, INT4, BIPOLAR, ...) for a model with no input quantizer; "
+                        "overrides the graph input's finn_datatype annotation")
+
+
+def _prediction_options(parser):
+    _parallelism_options(parser, default=None)
+    parser.add_argument("--board", help="predict the array and clock 'thresher build' would pick "
+                        "for this board (see 'thresher boards'); without it, PE x SIMD (8 x 8)")
+
+
+def _campaign_options(parser):
+    """--workers N | --scheduler ADDR: where a campaign's tasks run (see sim/campaign.py)."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_positive, metavar="N",
+                       help="local processes (default: one per CPU)")
+    where.add_argument("--scheduler", metavar="ADDR", help="a Dask scheduler, e.g. "
+                       "tcp://HOST:8786 (needs the [cluster] extra)")
 
 
 def _version() -> str:
@@ -266,12 +374,14 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compile", help="fold a QONNX model into an integer network")
     c.add_argument("model", help=_MODEL_HELP)
     c.add_argument("-o", "--out", required=True, metavar="DIR", help="write network.json/.npz here")
-    _parallelism_options(c)
+    _prediction_options(c)
+    _input_type_option(c)
     c.set_defaults(func=cmd_compile)
 
     i = sub.add_parser("info", help="print the per-layer table of a model")
     i.add_argument("model", help=_MODEL_HELP)
-    _parallelism_options(i)
+    _prediction_options(i)
+    _input_type_option(i)
     i.set_defaults(func=cmd_info)
 
     r = sub.add_parser("run", help="run a model on a batch of inputs")
@@ -283,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     _parallelism_options(r)
     r.add_argument("--trace", metavar="FILE.vcd", help="dump the waveform of the first input")
     r.add_argument("--port", help="--engine board: the board's serial port (e.g. /dev/ttyUSB1)")
+    _input_type_option(r)
     r.set_defaults(func=cmd_run)
 
     bl = sub.add_parser("build", help="a bitstream for a board (yosys + nextpnr from pip)")
@@ -292,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--pe", type=_power_of_two, help="override the board's automatic choice")
     bl.add_argument("--simd", type=_power_of_two, help="override the board's automatic choice")
     bl.add_argument("--clock", type=float, metavar="MHZ", help="run from a PLL at this clock")
+    _input_type_option(bl)
     bl.set_defaults(func=cmd_build)
 
     bo = sub.add_parser("boards", help="list the supported boards")
@@ -305,20 +417,49 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=cmd_program)
 
     v = sub.add_parser("verify", help="random networks on golden vs Verilator (and pysim)")
-    v.add_argument("--random", type=_positive, required=True, metavar="N", help="how many networks")
-    v.add_argument("--seed", type=int, default=0)
-    v.add_argument("--out", default="thresher-verify", metavar="DIR",
-                   help="where failing cases are saved for reproduction")
+    which = v.add_mutually_exclusive_group(required=True)
+    which.add_argument("--random", type=_positive, metavar="N", help="how many networks")
+    which.add_argument("--case", type=_case_id, metavar="SEED:I",
+                       help="run case I of seed SEED again, alone (as a failure's line says)")
+    v.add_argument("--seed", type=int, default=0, help="with --random (default 0)")
+    _campaign_options(v)
+    v.add_argument("-o", "--out", default="thresher-verify", metavar="DIR",
+                   help="where verify.json and failing cases go (default: ./thresher-verify)")
     v.set_defaults(func=cmd_verify)
 
+    ex = sub.add_parser("explore", help="real builds over array shapes (seeds, clocks): a table, "
+                        "explore.json and a Pareto plot in explore.html")
+    ex.add_argument("model", help=_MODEL_HELP)
+    _input_type_option(ex)
+    ex.add_argument("--board", required=True, help="see 'thresher boards'")
+    ex.add_argument("-o", "--out", required=True, metavar="DIR",
+                    help="one subdirectory per point, explore.json, explore.html")
+    ex.add_argument("--top", type=_positive, default=6, metavar="K",
+                    help="build the resource model's first K candidate arrays (default 6)")
+    ex.add_argument("--arrays", type=_arrays, metavar="PExSIMD,...",
+                    help="build these arrays instead (e.g. 8x8,4x8)")
+    ex.add_argument("--seeds", type=_numbers(int), default=[1], metavar="S,...",
+                    help="nextpnr placement seeds, each a point (default 1)")
+    ex.add_argument("--clocks", type=_numbers(float), metavar="MHZ,...",
+                    help="target clocks, each a point (default: build's policy: the family's "
+                    "target, then just below the routed Fmax until met)")
+    _campaign_options(ex)
+    ex.set_defaults(func=cmd_explore)
+
     b = sub.add_parser("bench", help="the benchmark table (golden vs qonnx, simulation, builds)")
-    b.add_argument("what", nargs="?", default="all", choices=("all", "golden"),
-                   help="all: the whole table (builds bitstreams, minutes); golden: golden vs qonnx")
+    b.add_argument("what", nargs="?", default="all", choices=("all", "golden", "resources"),
+                   help="all: the whole table (builds bitstreams, minutes); golden: golden vs "
+                   "qonnx; resources: the resource estimate against synthesis and packing of "
+                   "-n small CNNs (a minute each)")
     b.add_argument("--out", default="thresher-bench", metavar="DIR", help="where builds go")
     b.add_argument("--model", default="tfc", help="golden: the QONNX model (default: the built-in "
                    "tfc, FINN's TFC_2W2A)")
     b.add_argument("--input", metavar="X.npy", help="inputs (default: 1,000 MNIST-like images)")
-    b.add_argument("-n", type=_positive, default=1000, help="number of generated inputs")
+    b.add_argument("-n", type=_positive, default=None, help="golden: number of generated inputs "
+                   "(default 1,000); resources: number of networks, small_cnn(0 .. n-1) "
+                   "(default 10)")
+    b.add_argument("--board", default="icebreaker", help="resources: the board (default "
+                   "icebreaker)")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="the main job on the default model")

@@ -41,6 +41,18 @@ def test_run_golden_from_onnx_and_from_compiled_dir(shared, tmp_path, capsys):
         assert y.argmax(1).tolist() == [7, 2, 1, 0]
 
 
+def test_info_and_compile_predict_what_build_picks(tmp_path, capsys):
+    from thresher.hw.build import predict_build
+    from thresher.model_tools import load_model
+    p = predict_build(load_model("default"), "icebreaker")
+    for argv in (["info", "default"], ["compile", "default", "-o", tmp_path / "net"]):
+        code, out, _ = run_cli(capsys, *argv, "--board", "icebreaker")
+        assert code == 0
+        assert (f"build would pick PE={p['pe']} x SIMD={p['simd']} at {p['clock_mhz']:g} MHz"
+                in out)
+        assert f"{p['inferences_per_s']:,.0f} inferences/s" in out
+
+
 def test_info(shared, capsys):
     code, out, _ = run_cli(capsys, "info", shared / TFC)
     assert code == 0 and "59,008 MACs" in out
@@ -113,9 +125,9 @@ def test_missing_model_file(tmp_path, capsys):
 
 def test_unsupported_op(tmp_path, capsys):
     from qonnx_builder import GraphBuilder
-    path = GraphBuilder((1, 4)).quant(1.0, 8).apply("Softmax").build(tmp_path / "softmax.onnx")
+    path = GraphBuilder((1, 4)).quant(1.0, 8).apply("Tanh").build(tmp_path / "tanh.onnx")
     code, _, err = run_cli(capsys, "info", path)
-    assert code == 2 and "(Softmax)" in err and "unsupported operation" in err
+    assert code == 2 and "(Tanh)" in err and "unsupported operation" in err
 
 
 def write(path, array):
