@@ -41,7 +41,7 @@ from .flow import Flow, ToolFailed
 from .devices import BRAM_MIN_DEPTH
 from .resources import array_candidates
 
-__all__ = ["BOARDS", "TARGET_CLOCK_MHZ", "boards", "build", "predict_build"]
+__all__ = ["BOARDS", "TARGET_CLOCK_MHZ", "boards", "build", "predict_build", "synthesize_and_pack"]
 
 #: The clock a build aims at when none is given: about what the accelerator routes at on each
 #: family (a missed target is rebuilt just below the routed Fmax, so this is a first guess, not a
@@ -214,9 +214,11 @@ def _figures(util: dict) -> str:
     return ", ".join(f"{k} {v['used']:,}/{v['available']:,}" for k, v in util.items())
 
 
-def _build_once(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud, seed,
-                bram_min_depth, abc9) -> dict:
-    """Synthesise, check, place and route, pack ``design`` at ``clock_mhz``; the raw facts."""
+def _synthesize(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud=DEFAULT_BAUD,
+                seed=1, bram_min_depth=BRAM_MIN_DEPTH, abc9=None):
+    """Write the build files of ``design`` behind the UART top at ``clock_mhz`` into ``out_dir``
+    and synthesise them (on ECP5, again with classic ABC if ABC9 crashes). Returns the top, the
+    flow for the next steps, which synthesis ran and yosys' cell counts."""
     spec = board_spec(board)
     base = {
         "nextpnr_opts": f"--report top.report.json --timing-allow-fail --seed {int(seed)}",
@@ -239,12 +241,34 @@ def _build_once(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud, 
         platform.prepare(top, name="top", **overrides).extract(out_dir)
         flow = Flow(out_dir, board)
         try:
-            cells = flow.synthesize()
-            break
+            return top, flow, synthesis, flow.synthesize()
         except ToolFailed as e:
             if "ABC_OPS_REINTEGRATE" in e.log_tail and n + 1 < len(attempts):
                 continue
             raise
+
+
+def synthesize_and_pack(network: IntegerNetwork, pe: int, simd: int, board: str, out_dir, *,
+                        clock_mhz: float | None = None, input_range=(0, 255)) -> dict:
+    """What the accelerator at ``pe`` x ``simd`` behind the UART really uses on ``board``, short of
+    placing it: yosys' cell counts (``yosys``) and nextpnr's packed utilisation (``packed``), in
+    the device's own counts. The resource model is measured against this."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    spec = board_spec(board)
+    design = _accelerator(network, board, pe, simd, input_range)
+    clock = clock_mhz if clock_mhz is not None else TARGET_CLOCK_MHZ[spec.family]
+    _, flow, _, cells = _synthesize(design, board, out_dir, clock)
+    return {"yosys": cells, "packed": flow.packed_utilization()}
+
+
+def _build_once(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud, seed,
+                bram_min_depth, abc9) -> dict:
+    """Synthesise, check, place and route, pack ``design`` at ``clock_mhz``; the raw facts."""
+    spec = board_spec(board)
+    top, flow, synthesis, cells = _synthesize(design, board, out_dir, clock_mhz, baud=baud,
+                                              seed=seed, bram_min_depth=bram_min_depth,
+                                              abc9=abc9)
     packed = flow.packed_utilization()
     over = _over(packed)
     if over:
