@@ -48,8 +48,10 @@ def flat_weights(plan: Plan, stage: Stage) -> np.ndarray:
     return w.reshape(layer.out_channels, stage.kernel[0] * stage.kernel[1], C)
 
 
-def weight_image(plan: Plan, stage: Stage) -> tuple[int, list[int]]:
-    """(bits per word, words) of ``stage``'s weight ROM."""
+def weight_lanes(plan: Plan, stage: Stage) -> np.ndarray:
+    """``stage``'s weights as its ROM holds them: one row per word in the order the array reads
+    them (group, tap, channel group), one column per lane (pe, simd); padding is 0 and bipolar
+    weights are their bits (+1 -> 1, -1 -> 0)."""
     pe, simd = plan.pe, plan.simd
     ng, kh, kw, nc = stage.loops
     w = flat_weights(plan, stage)
@@ -58,12 +60,15 @@ def weight_image(plan: Plan, stage: Stage) -> tuple[int, list[int]]:
     full[:cout, :, :elems] = w
     if stage.bipolar:
         full = (full > 0).astype(np.int64)
-    width = stage.weight_width
     # (g, pe, tap, cg, s) -> (g, tap, cg, pe, s)
     full = full.reshape(ng, pe, taps, nc, simd).transpose(0, 2, 3, 1, 4)
-    words = [pack(full[g, t, c], width) for g in range(ng) for t in range(taps)
-             for c in range(nc)]
-    return width * pe * simd, words
+    return full.reshape(ng * taps * nc, pe * simd)
+
+
+def weight_image(plan: Plan, stage: Stage) -> tuple[int, list[int]]:
+    """(bits per word, words) of ``stage``'s weight ROM."""
+    width = stage.weight_width
+    return width * plan.pe * plan.simd, [pack(row, width) for row in weight_lanes(plan, stage)]
 
 
 def _threshold_lanes(values, direction, channels, cmp_width, bound_m):

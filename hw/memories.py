@@ -484,7 +484,7 @@ def weight_rom(plan) -> WeightRom:
     rather than packed into integers (a million weights in milliseconds)."""
     import numpy as np
 
-    from .images import flat_weights
+    from .images import weight_lanes
     pe, simd = plan.pe, plan.simd
     width, depth, ones, zeros = 0, 0, None, 0
     live = np.zeros((pe, simd), dtype=bool)
@@ -496,17 +496,9 @@ def weight_rom(plan) -> WeightRom:
     for s in plan.stages:
         if s.kind != "mac":
             continue
-        ng, _, _, nc = s.loops
-        w = flat_weights(plan, s)
-        cout, taps, elems = w.shape
-        full = np.zeros((ng * pe, taps, nc * simd), dtype=np.int64)
-        full[:cout, :, :elems] = w
         if s.bipolar:
-            full = (full > 0).astype(np.int64)
             live[:] = True                       # a bipolar weight is never 0
-        # as weight_image lays them out: word (g, tap, cg), lane (pe, s), weight_width bits each
-        full = full.reshape(ng, pe, taps, nc, simd).transpose(0, 2, 3, 1, 4)
-        lanes = full.reshape(ng * taps * nc, pe * simd)
+        lanes = weight_lanes(plan, s)            # as the weight ROM holds them
         live |= (lanes != 0).any(axis=0).reshape(pe, simd)
         bits = ((lanes[:, :, None] >> np.arange(s.weight_width)) & 1).astype(bool)
         bits = bits.reshape(len(lanes), -1)
