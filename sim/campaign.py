@@ -50,6 +50,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
+from ..model_tools import progress
 from ..model_tools.errors import ThresherError
 
 __all__ = ["Campaign", "TaskFailure", "default_workers"]
@@ -178,9 +179,19 @@ class Campaign:
 
     # -- running tasks ---------------------------------------------------------------------------
 
-    def run(self, fn: Callable, tasks: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+    def run(self, fn: Callable, tasks: Sequence[tuple], *,
+            label: str | None = None) -> Iterator[tuple[int, Any]]:
         """Run ``fn(*tasks[i])`` for every ``i``; yield ``(i, result)`` as each completes, the
-        result being a :class:`TaskFailure` if the task raised or died.
+        result being a :class:`TaskFailure` if the task raised or died. With ``label``, a
+        progress bar of that name counts the tasks done (once the caller has handled each)."""
+        tick = progress.bar(len(tasks), label) if label else None
+        for done, (i, outcome) in enumerate(self._run(fn, tasks), 1):
+            yield i, outcome
+            if tick is not None:
+                tick(done)
+
+    def _run(self, fn: Callable, tasks: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+        """:meth:`run` without the progress bar.
 
         A worker that dies takes down with it the tasks it held besides the one that killed it
         (a local pool breaks as a whole; Dask gives up on every task queued on a worker that

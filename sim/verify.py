@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..model_tools import progress
 from ..model_tools.errors import ThresherError
 from ..model_tools.files import atomic_write_bytes
 from .campaign import Campaign, TaskFailure
@@ -288,8 +287,8 @@ def verify_cases(seed: int, indices, out_dir="thresher-verify", *, batch: int = 
     with campaign:
         log(f"{len(indices)} case{'s' if len(indices) > 1 else ''} of seed {seed} on "
             f"{campaign.describe()}")
-        tick = progress.bar(len(indices), "verify")
-        for k, outcome in campaign.run(_call, [(task, seed, i, options) for i in indices]):
+        for k, outcome in campaign.run(_call, [(task, seed, i, options) for i in indices],
+                                       label="verify"):
             i = indices[k]
             result = outcome if isinstance(outcome, VerifyResult) else \
                 _lost(seed, i, outcome)
@@ -298,8 +297,6 @@ def verify_cases(seed: int, indices, out_dir="thresher-verify", *, batch: int = 
             result.outputs = None
             results[k] = result
             log(str(result))
-            if tick is not None:
-                tick(len(results))
         where = campaign.info()
     ordered = [results[k] for k in range(len(indices))]
     counts = {v: sum(r.verdict == v for r in ordered) for v in ("pass", "fail", "died", "skipped")}

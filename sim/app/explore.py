@@ -37,7 +37,6 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
-from ...model_tools import progress
 from ...model_tools.errors import ThresherError
 from ...model_tools.files import atomic_write_bytes
 from ..campaign import Campaign, TaskFailure
@@ -218,10 +217,9 @@ def explore(network, board: str, out_dir, *, top: int = DEFAULT_TOP, arrays=None
     with campaign:
         log(f"{len(points)} build{'s' if len(points) > 1 else ''} of {network.name!r} on {board} "
             f"on {campaign.describe()}")
-        tick = progress.bar(len(points), "explore")
         tasks = [(network, board, p, str((out_dir / p["point"]).resolve()) if local else None)
                  for p in points]
-        for k, outcome in campaign.run(task, tasks):
+        for k, outcome in campaign.run(task, tasks, label="explore"):
             row = outcome if isinstance(outcome, dict) else \
                 {**points[k], "built": False, "fits": None, "message":
                  f"{'died' if outcome.died else 'failed'}: {outcome.message}"}
@@ -235,8 +233,6 @@ def explore(network, board: str, out_dir, *, top: int = DEFAULT_TOP, arrays=None
                     (Path(row["dir"]) / name).write_bytes(data)
             rows[k] = row
             log(_one_line(row))
-            if tick is not None:
-                tick(len(rows))
         where = campaign.info()
     ordered = [rows[k] for k in range(len(points))]
     front = _pareto(ordered)
