@@ -30,7 +30,7 @@ _ECP5_25F = {"TRELLIS_COMB": 24288, "TRELLIS_FF": 24288, "DP16KD": 56, "MULT18X1
 class BoardSpec:
     """A board: its amaranth-boards platform, device, oscillator and resources (nextpnr's names).
 
-    ``logic``, ``bram``, ``dsp`` name the resources that :func:`hw.build.choose_parallelism`
+    ``logic``, ``bram``, ``dsp`` name the resources that :func:`hw.resources.array_candidates`
     budgets; ``bram_bits`` is the size of one block RAM; ``program`` the openFPGALoader arguments
     before the bitstream.
     """
