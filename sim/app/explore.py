@@ -72,6 +72,11 @@ def sweep_points(network, board: str, *, top: int = DEFAULT_TOP, arrays=None, se
             for clock in clocks:
                 points.append({"point": _point_name(pe, simd, seed, clock), "pe": int(pe),
                                "simd": int(simd), "seed": int(seed), "target_clock_mhz": clock})
+    names = [p["point"] for p in points]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:   # two tasks would build into one directory
+        raise ThresherError(f"explore: the sweep lists point {repeated[0]} twice "
+                            "(a repeated array, seed or clock)")
     return points
 
 

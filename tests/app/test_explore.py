@@ -25,7 +25,7 @@ def test_explore_builds_points_and_writes_the_front(tmp_path, capsys):
     net = tiny_network()
     net.save(tmp_path / "tiny")
     pick = array_candidates(net, "icebreaker")[0]
-    arrays = [pick, (2, 4), (1, 1)]
+    arrays = [pick] + [a for a in [(2, 4), (1, 2), (1, 1)] if a != pick][:2]
     out = tmp_path / "sweep"
     code = main(["explore", str(tmp_path / "tiny"), "--board", "icebreaker", "--arrays",
                  ",".join(f"{p}x{s}" for p, s in arrays), "--workers", "2", "-o", str(out)])
@@ -56,3 +56,13 @@ def test_explore_builds_points_and_writes_the_front(tmp_path, capsys):
     assert page.count("<svg") == 1 and "<script" not in page
     assert "stroke-dasharray" in page           # the front, drawn
     assert page.count("<circle") >= len(rows)
+
+
+def test_a_point_listed_twice_is_refused(tmp_path, capsys):
+    net = tiny_network()
+    net.save(tmp_path / "tiny")
+    code = main(["explore", str(tmp_path / "tiny"), "--board", "icebreaker", "--arrays",
+                 "2x4,1x1,2x4", "-o", str(tmp_path / "sweep")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "point pe2-simd4" in err and "twice" in err, err
+    assert not (tmp_path / "sweep").exists()
