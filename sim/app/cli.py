@@ -133,7 +133,18 @@ def cmd_build(args) -> int:
         raise ThresherError("give both --pe and --simd, or neither (then the board decides)")
     if args.clock is not None and not 1 <= args.clock <= 400:
         raise ThresherError(f"--clock {args.clock}: give a frequency in MHz between 1 and 400")
-    report = build(net, args.board, out, pe=args.pe, simd=args.simd, clock_mhz=args.clock)
+    options = dict(pe=args.pe, simd=args.simd, clock_mhz=args.clock)
+    if args.explore is not None:
+        if args.pe is not None or args.clock is not None:
+            raise ThresherError("--explore picks the array and the clock: give it without "
+                                "--pe, --simd and --clock")
+        from .explore import fastest_point
+        point = fastest_point(args.explore, net, args.board)
+        print(f"building {point['point']} of {args.explore}: the fastest point that sweep built "
+              f"({point['inferences_per_s']:,.0f} inferences/s at {point['clock_mhz']:g} MHz)")
+        options = dict(pe=point["pe"], simd=point["simd"], clock_mhz=point["clock_mhz"],
+                       seed=point["seed"])
+    report = build(net, args.board, out, **options)
     print(format_build(report))
     print(f"\nwrote {out / report['bitstream']} and {out / 'report.json'}")
     return 0
@@ -403,6 +414,8 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--pe", type=_power_of_two, help="override the board's automatic choice")
     bl.add_argument("--simd", type=_power_of_two, help="override the board's automatic choice")
     bl.add_argument("--clock", type=float, metavar="MHZ", help="run from a PLL at this clock")
+    bl.add_argument("--explore", metavar="SWEEP", help="build the fastest point that 'thresher "
+                    "explore -o SWEEP' built and that met its clock (array, clock, nextpnr seed)")
     _input_type_option(bl)
     bl.set_defaults(func=cmd_build)
 

@@ -37,6 +37,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from ...hw.board.frame import network_hash
 from ...model_tools.errors import ThresherError
 from ...model_tools.files import atomic_write_bytes
 from ..campaign import Campaign, TaskFailure
@@ -251,7 +252,8 @@ def explore(network, board: str, out_dir, *, top: int = DEFAULT_TOP, arrays=None
             pick_point = r["point"]
     result = {
         "board": board, "device": spec.device,
-        "network": {"name": network.name, "macs": network.macs},
+        "network": {"name": network.name, "macs": network.macs,
+                    "fingerprint": f"{network_hash(network):08x}"},
         "executor": where, "seconds": round(time.perf_counter() - started, 1),
         "build_pick": {"pe": pick[0], "simd": pick[1], "point": pick_point} if pick else None,
         "front": [r["point"] for r in sorted(ordered, key=lambda r: r.get("logic_used") or 0)
@@ -261,6 +263,32 @@ def explore(network, board: str, out_dir, *, top: int = DEFAULT_TOP, arrays=None
     atomic_write_bytes(out_dir / "explore.json", json.dumps(result, indent=1).encode() + b"\n")
     atomic_write_bytes(out_dir / "explore.html", render_html(result).encode())
     return result
+
+
+def fastest_point(explore_dir, network, board: str) -> dict:
+    """The row of ``explore_dir/explore.json`` that ``thresher build --explore`` builds: of the
+    points that were built for this ``network`` and ``board`` and met their clock, the one with
+    the most inferences/s (the least logic among equals). What a sweep measured on real builds,
+    instead of the resource model's guess; :class:`ThresherError` if the sweep is of another
+    network or board, or no point of it qualifies."""
+    path = Path(explore_dir) / "explore.json"
+    try:
+        result = json.loads(path.read_text())
+        points, swept = result["points"], result["network"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ThresherError(f"--explore {explore_dir}: not a directory written by 'thresher "
+                            f"explore' ({e})") from None
+    if result.get("board") != board:
+        raise ThresherError(f"--explore {explore_dir}: that sweep is for {result.get('board')}, "
+                            f"not {board}")
+    if swept.get("fingerprint") != f"{network_hash(network):08x}":
+        raise ThresherError(f"--explore {explore_dir}: that sweep is of another network "
+                            f"({swept.get('name')}), or of this one before it changed")
+    ok = [r for r in points if r.get("built") and r.get("fits") and r.get("meets_timing")]
+    if not ok:
+        raise ThresherError(f"--explore {explore_dir}: no point of that sweep was built and met "
+                            "its clock")
+    return max(ok, key=lambda r: (r["inferences_per_s"], -r["logic_used"]))
 
 
 def _one_line(row: dict) -> str:

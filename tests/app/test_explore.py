@@ -57,6 +57,27 @@ def test_explore_builds_points_and_writes_the_front(tmp_path, capsys):
     assert "stroke-dasharray" in page           # the front, drawn
     assert page.count("<circle") >= len(rows)
 
+    # build --explore builds the fastest point that met its clock, and the board runs it as fast
+    met = [r for r in rows if r["meets_timing"]]
+    fastest = max(met, key=lambda r: r["inferences_per_s"])
+    code = main(["build", str(tmp_path / "tiny"), "--board", "icebreaker", "--explore", str(out),
+                 "-o", str(tmp_path / "picked")])
+    assert code == 0, capsys.readouterr()
+    report = json.loads((tmp_path / "picked" / "report.json").read_text())
+    assert (report["pe"], report["simd"]) == (fastest["pe"], fastest["simd"])
+    assert report["meets_timing"] and report["clock_mhz"] == fastest["clock_mhz"]
+    assert report["inferences_per_s"] == pytest.approx(fastest["inferences_per_s"], rel=1e-3)
+
+    # a sweep of another board, or of another network, is refused
+    capsys.readouterr()
+    assert main(["build", str(tmp_path / "tiny"), "--board", "upduino-v3", "--explore", str(out),
+                 "-o", str(tmp_path / "other")]) == 2
+    assert "that sweep is for icebreaker" in capsys.readouterr().err
+    assert main(["build", "default", "--board", "icebreaker", "--explore", str(out),
+                 "-o", str(tmp_path / "other")]) == 2
+    assert "another network" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+
 
 def test_a_point_listed_twice_is_refused(tmp_path, capsys):
     net = tiny_network()
