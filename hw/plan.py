@@ -23,6 +23,21 @@ Loop nest of every stage (one array cycle per innermost iteration, never a stall
   *fused* into that stage: the loop walks the conv output and the write-back keeps the running
   maximum of each pooled pixel in a one-pooled-row buffer, writing the feature RAM on the window's
   last pixel. The pool then costs no cycles.
+
+Grouped/depthwise convolutions and average pools have no stage of their own yet: :func:`lower_layer`
+turns them into ordinary MAC stages (an honest interim that wastes MACs; a dedicated depthwise /
+window-sum stage is later work):
+
+* a grouped :class:`~model_tools.ir.Conv` (``groups = G``) runs as the dense conv whose weights
+  between different groups are zero (``Conv.dense_weights``): ``G`` times the MACs of the grouped
+  conv, the same accumulators (the zero terms add nothing), hence the same thresholds;
+* an :class:`~model_tools.ir.AvgPool` runs as a conv whose weights are 1 on the channel diagonal
+  and 0 elsewhere (``AvgPool.dense_weights``): its accumulator is the integer window sum, which its
+  folded thresholds (divisor included) compare directly.
+
+The cycle model, the weight ROM images and the resource estimate all read the lowered stage
+(``Stage.layer``), so the RTL cycle counter still equals :func:`predict_cycles` and the estimate
+prices the weights actually stored (zeros included); ``Stage.source`` is the network's own layer.
 """
 
 from __future__ import annotations
@@ -32,10 +47,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model_tools.errors import ThresherError
-from ..model_tools.ir import Conv, Dense, IntegerNetwork, MaxPool, signed_bits
+from ..model_tools.ir import AvgPool, Conv, Dense, IntegerNetwork, MaxPool, signed_bits
 from .devices import BRAM_BITS, LC_PER_BRAM
 
-__all__ = ["Stage", "Plan", "predict_cycles", "mac_bound_cycles", "ceil_div",
+__all__ = ["Stage", "Plan", "predict_cycles", "mac_bound_cycles", "ceil_div", "lower_layer",
            "START_CYCLES", "GAP_CYCLES", "END_CYCLES"]
 
 # The cycle model's constants: the RTL's cycle counter must equal predict_cycles exactly
@@ -63,6 +78,21 @@ def _geometry(shape) -> tuple[int, int, int]:
 
 def _range_with_zero(lo, hi):
     return min(int(lo), 0), max(int(hi), 0)
+
+
+def lower_layer(layer):
+    """``layer`` as a stage the engine has: a grouped conv or an average pool becomes the equivalent
+    ``groups = 1`` :class:`Conv` (zero cross-group weights / a 0-1 channel diagonal, see the module
+    docstring), bit-exact on every input; other layers are returned unchanged."""
+    if isinstance(layer, AvgPool) or (isinstance(layer, Conv) and layer.groups != 1):
+        w = layer.dense_weights()
+        # stored weights: a bipolar grouped conv gains zeros, so it needs 2-bit signed weights
+        bits = signed_bits(min(int(w.min()), 0), max(int(w.max()), 0))
+        if isinstance(layer, Conv) and layer.weight_bits > 1:
+            bits = layer.weight_bits
+        return Conv(layer.name, w, layer.in_shape, layer.out_shape, layer.in_range, bits,
+                    layer.activation, stride=layer.stride, pads=layer.pads)
+    return layer
 
 
 @dataclass(frozen=True)
@@ -93,6 +123,7 @@ class Stage:
     step: int
     conv_geom: tuple[int, int, int]    # (C, Ho, Wo) the loop nest walks (before a fused pool)
     pool: tuple[int, int] | None       # fused max-pool kernel (= stride), applied in write-back
+    source: object = None              # the network's layer (``layer`` is it lowered, if need be)
 
     @property
     def pixels(self) -> int:
@@ -219,7 +250,7 @@ class Plan:
 
     def _build(self):
         net, pe, simd, V = self.network, self.pe, self.simd, self.V
-        layers = net.layers
+        layers = tuple(lower_layer(layer) for layer in net.layers)
         mac_idx = [i for i, l in enumerate(layers) if isinstance(l, (Conv, Dense))]
         last_mac = mac_idx[-1] if mac_idx else None
         self.output_mode = "acc" if layers and last_mac == len(layers) - 1 else "feature"
@@ -316,6 +347,7 @@ class Plan:
             to_output = kind == "mac" and i == len(layers) - 1
             stages.append(dict(
                 conv_geom=conv_geom, pool=pool, index=len(stages), layer=layer, kind=kind,
+                source=net.layers[i],
                 im2col=kind == "mac" and im2col, in_geom=geom,
                 out_geom=out, kernel=(int(kh), int(kw)), stride=tuple(int(s) for s in stride),
                 pad_tl=tuple(int(p) for p in pad_tl), loops=tuple(int(x) for x in loops),

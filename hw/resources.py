@@ -26,11 +26,11 @@ import math
 import numpy as np
 
 from ..model_tools.errors import ThresherError
-from ..model_tools.ir import IntegerNetwork
+from ..model_tools.ir import IntegerNetwork, MaxPool
 from .board.platforms import board_spec
 from .devices import DSP_MIN_PRODUCT_BITS
 from .memories import accelerator_memories, memory_rows
-from .plan import Plan
+from .plan import Plan, lower_layer
 
 __all__ = [
     "LOGIC_MARGIN",
@@ -336,8 +336,10 @@ def array_candidates(network, board: str, *, input_range=(0, 255),
     spec = board_spec(board)
     if not isinstance(network, IntegerNetwork):
         raise TypeError(f"network must be an IntegerNetwork, not {type(network).__name__}")
-    max_out = max([l.out_channels for l in network.mac_layers], default=1)
-    max_in = max([l.fan_in for l in network.mac_layers], default=1)
+    # the MAC stages as the engine runs them (grouped convs and average pools lowered to dense)
+    macs = [lower_layer(l) for l in network.layers if not isinstance(l, MaxPool)]
+    max_out = max([l.out_channels for l in macs], default=1)
+    max_in = max([l.fan_in for l in macs], default=1)
     priced = []
     for pe in candidates:
         if pe > 2 * max_out:

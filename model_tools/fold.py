@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ThresherError
-from .importer import (BatchNorm, ConvOp, Elementwise, ImportedModel, MatMulOp, MaxPoolOp, Quantize,
-                       ReshapeOp, Relu)
-from .ir import (Conv, Dense, Dequant, HostOp, InputQuantizer, IntegerNetwork, MaxPool, Thresholds,
-                 identity_thresholds, input_type_range, signed_bits)
+from .importer import (AvgPoolOp, BatchNorm, ConvOp, Elementwise, ImportedModel, MatMulOp, MaxPoolOp,
+                       Quantize, ReshapeOp, Relu)
+from .ir import (AvgPool, Conv, Dense, Dequant, HostOp, InputQuantizer, IntegerNetwork, MaxPool,
+                 Thresholds, identity_thresholds, input_type_range, signed_bits)
 
 __all__ = ["fold"]
 
@@ -141,9 +141,11 @@ def _kept_levels(always: np.ndarray, never: np.ndarray) -> slice:
 
 
 def _integer_thresholds(chain: _Chain, y_lo: np.ndarray, y_hi: np.ndarray, scale: np.ndarray,
-                        bias: np.ndarray) -> Thresholds:
+                        bias: np.ndarray, value=None) -> Thresholds:
     """Thresholds on integer accumulators ``y`` in ``[y_lo, y_hi]`` (per channel) of
-    ``chain(scale * y + bias)``, by bisection per channel and level."""
+    ``chain(scale * y + bias)``, by bisection per channel and level. ``value(y)`` (y int64 (C, L))
+    replaces ``scale * y + bias`` where the reference computes the chain's input otherwise (an
+    average: the window sum divided in float32)."""
     channels = len(y_lo)
     sign = chain.direction()
     direction = np.where(sign < 0, -1, 1).astype(np.int64)
@@ -153,6 +155,8 @@ def _integer_thresholds(chain: _Chain, y_lo: np.ndarray, y_hi: np.ndarray, scale
     v_hi = np.where(direction > 0, y_hi, -y_lo)[:, None]
 
     def level(v):                                   # v: int64 (C, L) in the compared domain
+        if value is not None:
+            return chain.evaluate(value(d * v))
         y = (d * v).astype(np.float64) * scale[:, None]
         return chain.evaluate(y if bias is None else y + bias[:, None])
 
@@ -206,6 +210,9 @@ class _Folder:
             self.host.insert(0, self.ops.pop())
         self.pos = 0
         self.layers: list = []
+        # an average with no quantizer after it, waiting to be folded into the next Dense's weights:
+        # (op, its input shape, its output shape, its input's value range)
+        self.pending_avg = None
 
     def peek(self):
         return self.ops[self.pos] if self.pos < len(self.ops) else None
@@ -244,7 +251,9 @@ class _Folder:
         pre-processing, earlier quantizers, ReLU) are its float32 chain, bisected over float32.
         """
         segment = self.take_segment()
-        last_q = max((i for i, op in enumerate(segment) if isinstance(op, Quantize)), default=None)
+        cut = next((i for i, op in enumerate(segment) if isinstance(op, AvgPoolOp)), len(segment))
+        last_q = max((i for i, op in enumerate(segment[:cut]) if isinstance(op, Quantize)),
+                     default=None)
         if last_q is None and self.model.input_type is not None:
             return self.fold_typed_input(in_shape, segment)
         if last_q is None:
@@ -283,8 +292,9 @@ class _Folder:
         for op, position in pools:   # max pools inside the chain move after the quantizer
             self.check_pool_movable(op, chain_ops[position:], chain.shape)
             shape = self.add_pool(op, shape, value_range)
-        shape, _ = self.post_quant_ops(after, shape, value_range, final=False)
-        return input_q, shape, quant.scale, value_range
+        shape, scale, value_range, _ = self.after_quant(after, shape, quant.scale, value_range,
+                                                        final=False)
+        return input_q, shape, scale, value_range
 
     def fold_typed_input(self, in_shape, segment):
         """No quantizer first, the input typed (``UINT8``, ``BIPOLAR``, ...): the raw values are the
@@ -295,14 +305,15 @@ class _Folder:
         scale = np.float32(1.0)
         rest = []
         for op in segment:
-            if isinstance(op, Elementwise) and op.op in ("Mul", "Div") and op.const.size == 1 \
+            if isinstance(op, (ReshapeOp, MaxPoolOp, AvgPoolOp)) or \
+                    any(isinstance(r, AvgPoolOp) for r in rest):
+                rest.append(op)         # after an average: its own chain (after_quant checks it)
+            elif isinstance(op, Elementwise) and op.op in ("Mul", "Div") and op.const.size == 1 \
                     and float(op.const.ravel()[0]) > 0 and not op.const_first:
                 c = np.float32(op.const.ravel()[0])
                 scale = scale * c if op.op == "Mul" else scale / c
             elif isinstance(op, Relu) and lo >= 0:
                 pass            # the identity on unsigned levels
-            elif isinstance(op, (ReshapeOp, MaxPoolOp)):
-                rest.append(op)
             else:
                 raise ThresherError(
                     f"node {op.node}: on a typed ({name}) input with no quantizer, only a Reshape, "
@@ -310,8 +321,8 @@ class _Folder:
                     f"before the first layer; found {type(op).__name__}")
         input_q = InputQuantizer(in_shape, in_shape, identity_thresholds(name), name)
         value_range = input_q.out_range
-        shape, _ = self.post_quant_ops(rest, tuple(in_shape), value_range, final=False)
-        return input_q, shape, np.asarray([scale], dtype=np.float32), value_range
+        return (input_q,) + self.after_quant(rest, tuple(in_shape), np.asarray([scale], np.float32),
+                                             value_range, final=False)[:3]
 
     def check_pool_movable(self, pool: MaxPoolOp, rest, shape):
         """Max commutes with the rest of the chain only where that rest is non-decreasing."""
@@ -378,6 +389,11 @@ class _Folder:
                                 "have one scale per tensor")
         s_a = float(s_a.ravel()[0])
         w = mac.weight
+        pending, self.pending_avg = self.pending_avg, None
+        if pending is not None and not isinstance(mac, MatMulOp):
+            raise ThresherError(f"node {pending[0].node}: an average pool feeding the convolution "
+                                f"{mac.node} without a quantizer in between is not supported "
+                                "(only into a MatMul/Gemm, or with a quantizer after it)")
         if isinstance(mac, MatMulOp):
             if len(shape) != 1:  # a MatMul on (C, H, W) would be a batched product, not a layer
                 raise ThresherError(f"{where}: MatMul/Gemm on a {len(shape)}-D tensor {shape}; "
@@ -385,9 +401,14 @@ class _Folder:
             if w.ints.shape[0] != shape[0]:
                 raise ThresherError(f"{where}: weights {w.ints.shape} do not match input {shape}")
             ints, s_w = w.ints.T, w.scale.T                       # (Cout, Cin)
+            if pending is not None:                               # the average in the weights
+                ints, shape = self.compose_avg(pending, where, ints)
+                value_range = pending[3]
         else:
-            if len(shape) != 3 or w.ints.shape[1] != shape[0]:
-                raise ThresherError(f"{where}: weights {w.ints.shape} do not match input {shape}")
+            if len(shape) != 3 or w.ints.shape[1] * mac.groups != shape[0] or \
+                    w.ints.shape[0] % mac.groups:
+                raise ThresherError(f"{where}: weights {w.ints.shape} (group={mac.groups}) do not "
+                                    f"match input {shape}")
             ints, s_w = w.ints, w.scale
         cout = ints.shape[0]
         s_flat = s_w.reshape(cout, -1)
@@ -414,7 +435,7 @@ class _Folder:
             out_shape = (cout, ho, wo)
             layer_args = dict(name=mac.node, weights=ints, in_shape=shape, out_shape=out_shape,
                               in_range=value_range, weight_bits=weight_bits, stride=mac.stride,
-                              pads=mac.pads)
+                              pads=mac.pads, groups=mac.groups)
             kind = Conv
         bias = None if mac.bias is None else _per_channel(
             mac.bias.reshape(-1, *([1] * (len(out_shape) - 1))), out_shape, where)
@@ -422,12 +443,34 @@ class _Folder:
         probe = kind(**layer_args, activation=None)
         y_lo, y_hi = probe.channel_acc_range()
 
-        last_q = max((i for i, op in enumerate(segment) if isinstance(op, Quantize)), default=None)
+        # the layer's own quantizer: the last one before any average pool (what follows an
+        # average is that average's chain, folded by fold_avg)
+        cut = next((i for i, op in enumerate(segment) if isinstance(op, AvgPoolOp)), len(segment))
+        last_q = max((i for i, op in enumerate(segment[:cut]) if isinstance(op, Quantize)),
+                     default=None)
+        if last_q is None and cut < len(segment) and (cut > 0 or not final):
+            raise ThresherError(f"node {segment[cut].node}: average pooling of values that are not "
+                                "quantized (no quantizer between the layer and the average) is "
+                                "supported only right after the model's last layer")
         if last_q is None:
             if not final:
                 raise ThresherError(f"{where}: its output reaches the next layer without a "
                                     "quantizer")
             self.layers.append(probe)
+            if cut < len(segment):      # the last layer's accumulators averaged: a window sum
+                avg = segment[0]
+                if any(avg.pads):
+                    raise ThresherError(f"node {avg.node}: a padded average of the last layer's "
+                                        "float output adds the bias unevenly; not supported")
+                shape, _, rng, dequant = self.fold_avg(avg, segment[1:], out_shape,
+                                                       np.ones(cout), probe.acc_range, True)
+                a, b = (z_scale * dequant.scale, dequant.bias) if bias is None else \
+                    self.affine_tail(segment[1:], shape if len(shape) == 3 else out_shape,
+                                     z_scale / avg.divisor, bias)
+                self.layers[-1] = AvgPool(avg.node, out_shape, self.layers[-1].out_shape,
+                                          avg.kernel, avg.stride, avg.pads, probe.acc_range,
+                                          avg.divisor)
+                return shape, None, rng, Dequant(a, b)
             scale_c, bias_c = self.affine_tail(segment, out_shape, z_scale, bias)
             return out_shape, None, probe.acc_range, Dequant(scale_c, bias_c)
 
@@ -450,15 +493,123 @@ class _Folder:
             if isinstance(op, MaxPoolOp):
                 self.check_pool_movable(op, chain_ops[i + 1:], out_shape)
                 shape = self.add_pool(op, shape, value_range)
-        shape, tail = self.post_quant_ops(after, shape, value_range, final)
         q = segment[last_q]
         q_scale = _per_channel(q.scale, out_shape, q.node)
-        dequant = None
-        if final:
-            # reshapes are not layers: the last stage keeps the MAC layer's channels
-            dequant = Dequant(*self.affine_tail(tail, out_shape, q_scale, None))
         next_scale = q.scale if q.scale.size == 1 else q_scale
-        return shape, next_scale, value_range, dequant
+        return self.after_quant(after, shape, next_scale, value_range, final)
+
+    def after_quant(self, ops, shape, scale, value_range, final):
+        """The ops after a quantizer up to the next MAC layer: MaxPool / Reshape (``post_quant_ops``)
+        and average pools (``fold_avg``). Returns ``(shape, scale, value_range, dequant)``, the
+        dequantization only when ``final``."""
+        i = next((k for k, op in enumerate(ops) if isinstance(op, AvgPoolOp)), None)
+        if i is None:
+            shape, tail = self.post_quant_ops(ops, shape, value_range, final)
+            dequant = None
+            if final:
+                # reshapes are not layers: the last stage keeps its own channels
+                stage = self.layers[-1].out_shape if self.layers else shape
+                pc = _per_channel(np.asarray(scale).reshape(-1, *([1] * (len(stage) - 1))),
+                                  stage, "output") if np.asarray(scale).size > 1 else \
+                    np.full(stage[0], float(np.asarray(scale).ravel()[0]))
+                dequant = Dequant(*self.affine_tail(tail, stage, pc, None))
+            return shape, scale, value_range, dequant
+        shape, _ = self.post_quant_ops(ops[:i], shape, value_range, final=False)
+        return self.fold_avg(ops[i], ops[i + 1:], shape, scale, value_range, final)
+
+    def fold_avg(self, op: AvgPoolOp, rest, shape, scale, value_range, final):
+        """An average pool on integer activations (scale ``s[c]`` per channel).
+
+        With a quantizer after it (the last one before the next layer; only elementwise ops,
+        batch-norm and ReLU between): an :class:`AvgPool` layer whose thresholds act on the integer
+        window sum ``S``, found by bisection over ``S`` of the reference's chain evaluated in
+        float32 on ``float32(S) * s[c] / divisor`` (the mean as qonnx's float32 executor computes
+        it from the sum), so the divisor is folded into the thresholds. Without a quantizer: at the
+        end of the model an :class:`AvgPool` without thresholds (``S`` out; ``s[c] / divisor`` in
+        the dequantization), before a MatMul/Gemm folded into its weights (:meth:`compose_avg`);
+        anything else (e.g. a Conv next) is refused, naming the node.
+        """
+        where = f"node {op.node}"
+        if len(shape) != 3:
+            raise ThresherError(f"{where}: average pooling needs a (C, H, W) tensor, got {shape}")
+        c, h, w = shape
+        (kh, kw), (sh, sw), (pt, pl, pb, pr) = op.kernel, op.stride, op.pads
+        out = (c, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
+        if min(out[1:]) < 1:
+            raise ThresherError(f"{where}: kernel {op.kernel} larger than the input {shape}")
+        s_c = _per_channel(np.asarray(scale, dtype=np.float64).reshape(
+            -1, *([1] * (len(shape) - 1))), shape, where)
+        probe = AvgPool(op.node, shape, out, op.kernel, op.stride, op.pads, value_range,
+                        op.divisor)
+        after_shape = (c,) if op.flatten else out
+        last_q = max((k for k, x in enumerate(rest) if isinstance(x, Quantize)), default=None)
+        if last_q is None:
+            for x in rest:
+                if isinstance(x, (MaxPoolOp, AvgPoolOp)):
+                    raise ThresherError(f"node {x.node}: pooling after an average without a "
+                                        "quantizer in between is not supported")
+            if final:
+                self.layers.append(probe)
+                scale_c, bias_c = self.affine_tail(rest, out, s_c / op.divisor, None)
+                return after_shape, None, probe.acc_range, Dequant(scale_c, bias_c)
+            if any(not isinstance(x, ReshapeOp) for x in rest):
+                bad = next(x for x in rest if not isinstance(x, ReshapeOp))
+                raise ThresherError(f"node {bad.node}: {type(bad).__name__} between an average "
+                                    "pool and the next layer, without a quantizer, is not "
+                                    "supported")
+            if np.any(s_c != s_c[0]):
+                raise ThresherError(f"{where}: an average of per-channel scaled activations "
+                                    "feeding a layer directly has no single input scale")
+            self.pending_avg = (op, shape, out, value_range)
+            flat = after_shape
+            for x in rest:
+                flat = x.shape
+            return flat, np.asarray([s_c[0] / op.divisor]), probe.acc_range, None
+        chain_ops = tuple(rest[:last_q])
+        for x in chain_ops:
+            if not isinstance(x, (Elementwise, BatchNorm, Relu, Quantize)):
+                raise ThresherError(f"node {x.node}: {type(x).__name__} between an average pool "
+                                    "and its quantizer is not supported")
+        q = rest[last_q]
+        after = rest[last_q + 1:]
+        relu_after = bool(after) and isinstance(after[0], Relu)
+        chain = _Chain(chain_ops, q, relu_after, out)
+        s32 = s_c.astype(np.float32)[:, None]
+        div32 = np.float32(op.divisor)
+
+        def mean(total):                 # the reference's float32 mean of a window summing to S
+            return (total.astype(np.float32) * s32) / div32
+
+        y_lo, y_hi = probe.channel_acc_range()
+        thresholds = _integer_thresholds(chain, y_lo, y_hi, None, None, value=mean)
+        self.layers.append(AvgPool(op.node, shape, out, op.kernel, op.stride, op.pads,
+                                   value_range, op.divisor, thresholds))
+        q_scale = _per_channel(q.scale, out, q.node)
+        next_scale = q.scale if q.scale.size == 1 else q_scale
+        return self.after_quant(after, after_shape, next_scale, thresholds.out_range, final)
+
+    def compose_avg(self, pending, where, ints):
+        """A pending average pool (no quantizer after it) folded into the next dense layer:
+        ``W'[o, c, y, x] = sum of W[o, c, i, j] over the pooled positions (i, j) whose window
+        covers input pixel (y, x)`` (padding covers nothing). Exact: the layer's accumulator is
+        then ``sum W' * a``, the window sums' weighted total, and its input scale ``s / divisor``.
+        Returns the new weights (Cout, C * H * W) and input shape (C, H, W)."""
+        op, in_shape, out, _ = pending
+        c, h, w = in_shape
+        _, ho, wo = out
+        cout = ints.shape[0]
+        if ints.shape[1] != c * ho * wo:
+            raise ThresherError(f"{where}: weights {ints.shape} do not match the average pool "
+                                f"{op.node}'s output {out}")
+        wp = ints.reshape(cout, c, ho, wo)
+        full = np.zeros((cout, c, h, w), dtype=np.int64)
+        (kh, kw), (sh, sw), (pt, pl, _, _) = op.kernel, op.stride, op.pads
+        for i in range(ho):
+            for j in range(wo):
+                y0, x0 = i * sh - pt, j * sw - pl
+                ys, xs = slice(max(y0, 0), min(y0 + kh, h)), slice(max(x0, 0), min(x0 + kw, w))
+                full[:, :, ys, xs] += wp[:, :, i, j][:, :, None, None]
+        return full.reshape(cout, -1), in_shape
 
     def affine_tail(self, ops, shape, scale, bias):
         """Compose per-channel affine ops into ``out = a * v + b`` (float64, per channel)."""

@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ThresherError
-from .ir import Conv, Dense, IntegerNetwork, MaxPool, Thresholds, check_typed_input
+from .ir import AvgPool, Conv, Dense, IntegerNetwork, MaxPool, Thresholds, check_typed_input
 
 __all__ = ["run", "run_integer", "quantize_input", "check_input", "forward", "apply_thresholds", "dequantize",
-           "host_tail", "finish", "conv2d", "dense", "maxpool2d"]
+           "host_tail", "finish", "conv2d", "dense", "maxpool2d", "avgpool2d"]
 
 
 def apply_thresholds(t: Thresholds, v: np.ndarray) -> np.ndarray:
@@ -52,12 +52,20 @@ def _windows(a: np.ndarray, kernel, stride) -> np.ndarray:
 
 
 def conv2d(layer: Conv, a: np.ndarray) -> np.ndarray:
-    """Integer convolution, (B, Cin, H, W) -> accumulators (B, Cout, Ho, Wo)."""
+    """Integer convolution, (B, Cin, H, W) -> accumulators (B, Cout, Ho, Wo); grouped convolutions
+    (``layer.groups``) contract each group's input channels with its own output channels only."""
     win = _windows(_pad(a, layer.pads, 0), layer.kernel, layer.stride)
     ho, wo = layer.out_shape[1:]
     win = win[:, :, :ho, :wo]
-    # (B, Cin, Ho, Wo, kh, kw) x (Cout, Cin, kh, kw) -> (B, Ho, Wo, Cout)
-    y = np.tensordot(win, layer.weights, axes=([1, 4, 5], [1, 2, 3]))
+    g = layer.groups
+    cin_g, cout_g = layer.in_shape[0] // g, layer.out_channels // g
+    parts = []
+    for k in range(g):
+        # (B, Cin/g, Ho, Wo, kh, kw) x (Cout/g, Cin/g, kh, kw) -> (B, Ho, Wo, Cout/g)
+        parts.append(np.tensordot(win[:, k * cin_g:(k + 1) * cin_g],
+                                  layer.weights[k * cout_g:(k + 1) * cout_g],
+                                  axes=([1, 4, 5], [1, 2, 3])))
+    y = parts[0] if g == 1 else np.concatenate(parts, axis=3)
     return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
 
 
@@ -74,6 +82,13 @@ def maxpool2d(layer: MaxPool, a: np.ndarray) -> np.ndarray:
     return win[:, :, :ho, :wo].max(axis=(4, 5))
 
 
+def avgpool2d(layer: AvgPool, a: np.ndarray) -> np.ndarray:
+    """Integer window sums of average pooling (zero padding), (B, C, H, W) -> (B, C, Ho, Wo)."""
+    win = _windows(_pad(a, layer.pads, 0), layer.kernel, layer.stride)
+    ho, wo = layer.out_shape[1:]
+    return win[:, :, :ho, :wo].sum(axis=(4, 5))
+
+
 def forward(net: IntegerNetwork, q: np.ndarray, *, keep: bool = False):
     """Run the integer layers on quantized input ``q``; with ``keep`` return every stage's output."""
     a = np.asarray(q, dtype=np.int64)
@@ -84,6 +99,8 @@ def forward(net: IntegerNetwork, q: np.ndarray, *, keep: bool = False):
             a = conv2d(layer, a)
         elif isinstance(layer, Dense):
             a = dense(layer, a)
+        elif isinstance(layer, AvgPool):
+            a = avgpool2d(layer, a)
         else:
             a = maxpool2d(layer, a)
         if not isinstance(layer, MaxPool) and layer.activation is not None:

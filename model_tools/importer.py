@@ -3,7 +3,7 @@
 The file is cleaned with qonnx's own ``cleanup_model`` (never rewritten by hand), then the graph is
 walked once from its input to its output. The result, :class:`ImportedModel`, is a linear chain of
 small records (``Quantize``, ``Elementwise``, ``BatchNorm``, ``Relu``, ``MatMulOp``, ``ConvOp``,
-``MaxPoolOp``, ``ReshapeOp``) whose constants are numpy arrays: weights are already split into
+``MaxPoolOp``, ``AvgPoolOp``, ``ReshapeOp``) whose constants are numpy arrays: weights are already split into
 integers and scales (:class:`QuantConst`). :mod:`model_tools.fold` turns that chain into the integer
 network. Anything outside the supported set is a :class:`ThresherError` naming the node.
 """
@@ -23,7 +23,8 @@ from .ir import HostOp, input_type_range
 
 SUPPORTED_OPS = (
     "Quant", "IntQuant", "BipolarQuant", "Conv", "MatMul", "Gemm", "BatchNormalization", "Relu",
-    "MaxPool", "Reshape", "Flatten", "Transpose (of constants)", "Mul", "Div", "Add", "Sub",
+    "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean (over H and W)", "Trunc",
+    "Reshape", "Flatten", "Transpose (of constants)", "Mul", "Div", "Add", "Sub",
     "Softmax", "LogSoftmax", "Sigmoid", "ArgMax", "TopK",
 )
 
@@ -142,10 +143,11 @@ class MatMulOp:
 @dataclass(frozen=True)
 class ConvOp:
     node: str
-    weight: QuantConst      # (Cout, Cin, kh, kw)
+    weight: QuantConst      # (Cout, Cin / groups, kh, kw)
     bias: np.ndarray | None
     stride: tuple[int, int]
     pads: tuple[int, int, int, int]   # top, left, bottom, right
+    groups: int = 1                   # ONNX ``group``: Cin for depthwise
 
 
 @dataclass(frozen=True)
@@ -158,12 +160,48 @@ class MaxPoolOp:
 
 
 @dataclass(frozen=True)
+class TruncQuant(Quantize):
+    """QONNX ``Trunc`` (Brevitas ``TruncAvgPool2d``'s export) as a quantizer: qonnx's ``trunc``
+    computed step by step: ``round(x / in_scale)`` (round half to even), divided by the power of
+    two ``2^round(log2(scale / in_scale))``, clipped to the output type, then rounded with the
+    node's rounding mode (``FLOOR``: the exact floor-and-shift); ``scale`` is the output scale."""
+
+    in_scale: np.ndarray = None
+
+    def level(self, x: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        dtype = x.dtype
+        in_scale = np.asarray(self.in_scale).astype(dtype)
+        y = np.round(x / in_scale)
+        shift = (2 ** np.round(np.log2(np.asarray(self.scale).astype(dtype) / in_scale))
+                 ).astype(dtype)
+        y = y / shift
+        y = np.where(y > self.q_max, dtype.type(self.q_max), y)
+        y = np.where(y < self.q_min, dtype.type(self.q_min), y)
+        return ROUNDING[self.rounding](y)
+
+
+@dataclass(frozen=True)
+class AvgPoolOp:
+    """``AveragePool`` / ``GlobalAveragePool`` / ``ReduceMean`` over (H, W): the mean of each
+    window, dividing by ``divisor`` (the window size: padding counted, or no padding at all).
+    ``flatten``: the output drops its (1, 1) spatial axes (``ReduceMean`` with keepdims=0)."""
+
+    node: str
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    divisor: int
+    flatten: bool = False
+
+
+@dataclass(frozen=True)
 class ReshapeOp:
     node: str
     shape: tuple[int, ...]   # the new per-sample shape (batch axis removed)
 
 
-Op = Union[Quantize, Elementwise, BatchNorm, Relu, MatMulOp, ConvOp, MaxPoolOp, ReshapeOp, HostOp]
+Op = Union[Quantize, Elementwise, BatchNorm, Relu, MatMulOp, ConvOp, MaxPoolOp, AvgPoolOp, ReshapeOp,
+           HostOp]
 
 
 @dataclass(frozen=True)
@@ -492,16 +530,21 @@ class _Walker:
             weight = self.quant_const(node.input[1], node)
             if weight.ints.ndim != 4:
                 raise ThresherError(f"{where}: only 2-D convolutions are supported")
-            if _attr(node, "group", 1) != 1:
-                raise ThresherError(f"{where}: grouped/depthwise convolution (group="
-                                    f"{_attr(node, 'group')}) is not supported")
+            groups = int(_attr(node, "group", 1))
+            cin = (self.model.get_tensor_shape(tensor) or [0, 0])[1]
+            cout = weight.ints.shape[0]
+            if groups < 1 or cout % groups or (isinstance(cin, int) and
+                                               weight.ints.shape[1] * groups != cin):
+                raise ThresherError(f"{where}: group={groups} does not match weights "
+                                    f"{weight.ints.shape} on {cin} input channels")
             if any(d != 1 for d in (_attr(node, "dilations") or [1, 1])):
                 raise ThresherError(f"{where}: dilated convolution is not supported")
             bias = None
             if len(node.input) > 2 and node.input[2]:
                 bias = np.asarray(self.const(node.input[2], node), dtype=np.float64)
             stride = tuple(_attr(node, "strides") or [1, 1])
-            return ConvOp(node.name, weight, bias, stride, _pads2d(node, _attr(node, "pads")))
+            return ConvOp(node.name, weight, bias, stride, _pads2d(node, _attr(node, "pads")),
+                          groups)
         if t == "MaxPool":
             if any(d != 1 for d in (_attr(node, "dilations") or [1, 1])):
                 raise ThresherError(f"{where}: dilated max pooling is not supported")
@@ -513,6 +556,10 @@ class _Walker:
             stride = tuple(_attr(node, "strides") or (1, 1))     # ONNX's default, not the kernel
             return MaxPoolOp(node.name, kernel, stride, _pads2d(node, _attr(node, "pads")),
                              bool(_attr(node, "ceil_mode", 0)))
+        if t in ("AveragePool", "GlobalAveragePool", "ReduceMean"):
+            return self.average(node, tensor)
+        if t == "Trunc":
+            return self.trunc(node)
         if t in ("Reshape", "Flatten"):
             shape = self.model.get_tensor_shape(node.output[0])
             if not shape or any(not isinstance(d, int) or d < 1 for d in shape):
@@ -520,3 +567,77 @@ class _Walker:
             return ReshapeOp(node.name, tuple(shape[1:]))
         raise ThresherError(f"{where}: unsupported operation {t}; supported: "
                             f"{', '.join(SUPPORTED_OPS)}")
+
+    def _average_input_shape(self, node, tensor):
+        shape = self.model.get_tensor_shape(tensor)
+        if not shape or len(shape) != 4 or any(not isinstance(d, int) or d < 1 for d in shape):
+            raise ThresherError(f"{_where(node)}: average pooling needs a fixed (N, C, H, W) input, "
+                                f"got {shape}")
+        return shape
+
+    def average(self, node, tensor) -> AvgPoolOp:
+        """``AveragePool`` (ONNX padding semantics), ``GlobalAveragePool``, ``ReduceMean`` over exactly
+        the axes (2, 3). Refused: a divisor that varies with the position (``count_include_pad=0``
+        with padding, ``ceil_mode`` windows hanging over the edge), dilations, other axes."""
+        where, t = _where(node), node.op_type
+        _, _, h, w = self._average_input_shape(node, tensor)
+        if t == "GlobalAveragePool":
+            return AvgPoolOp(node.name, (h, w), (1, 1), (0, 0, 0, 0), h * w)
+        if t == "ReduceMean":
+            axes = _attr(node, "axes")
+            if axes is None and len(node.input) > 1 and node.input[1]:
+                axes = np.asarray(self.const(node.input[1], node)).ravel().tolist()
+            if axes is None:
+                raise ThresherError(f"{where}: a mean over all axes (the batch too) is not supported")
+            axes = sorted(int(a) % 4 for a in axes)
+            if axes != [2, 3]:
+                raise ThresherError(f"{where}: only a mean over H and W (axes 2, 3) is supported, "
+                                    f"not axes {axes}")
+            return AvgPoolOp(node.name, (h, w), (1, 1), (0, 0, 0, 0), h * w,
+                             flatten=not _attr(node, "keepdims", 1))
+        kernel = tuple(_attr(node, "kernel_shape") or ())
+        if len(kernel) != 2:
+            raise ThresherError(f"{where}: only 2-D average pooling is supported")
+        if any(d != 1 for d in (_attr(node, "dilations") or [1, 1])):
+            raise ThresherError(f"{where}: dilated average pooling is not supported")
+        stride = tuple(_attr(node, "strides") or (1, 1))
+        pads = _pads2d(node, _attr(node, "pads"))
+        kh, kw = kernel
+        (sh, sw), (pt, pl, pb, pr) = stride, pads
+        if any(pads) and not _attr(node, "count_include_pad", 0):
+            raise ThresherError(f"{where}: count_include_pad=0 with padding divides border windows by "
+                                "fewer values than inner ones; thresher supports one divisor per "
+                                "layer (count_include_pad=1, or no padding)")
+        if _attr(node, "ceil_mode", 0) and ((h + pt + pb - kh) % sh or (w + pl + pr - kw) % sw):
+            raise ThresherError(f"{where}: ceil_mode=1 adds windows that hang over the edge, with a "
+                                "smaller divisor; not supported (export with ceil_mode=0)")
+        return AvgPoolOp(node.name, kernel, stride, pads, kh * kw)
+
+    def trunc(self, node) -> TruncQuant:
+        """QONNX ``Trunc`` (v2 inputs: x, scale, zero point, input bit width, output scale, output
+        bit width; v1 without the output scale: ``scale`` is then the input's)."""
+        where = _where(node)
+        if len(node.input) not in (5, 6):
+            raise ThresherError(f"{where}: expected 5 or 6 inputs, got {len(node.input)}")
+        in_scale = self.scale(node)
+        zero = self.const(node.input[2], node)
+        if np.any(zero != 0):
+            raise ThresherError(f"{where}: non-zero zero points are not supported")
+        if len(node.input) == 6:
+            out_scale = np.asarray(self.const(node.input[4], node), dtype=np.float32)
+            bits = self.const(node.input[5], node)
+        else:
+            raise ThresherError(f"{where}: Trunc without an output scale (QONNX v1) is not supported")
+        bits = np.asarray(bits, dtype=np.float64)
+        if bits.size != 1 or bits.item() != math.floor(bits.item()) or not 1 <= bits.item() <= 16:
+            raise ThresherError(f"{where}: output bit width must be an integer from 1 to 16")
+        if out_scale.size == 0 or not np.isfinite(out_scale).all() or np.any(out_scale <= 0):
+            raise ThresherError(f"{where}: output scales must be finite and positive")
+        rounding = str(_attr(node, "rounding_mode", "FLOOR")).upper()
+        if rounding not in ROUNDING:
+            raise ThresherError(f"{where}: rounding mode {rounding} is not supported")
+        signed, narrow = bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0))
+        if int(bits.item()) == 1 and signed:
+            raise ThresherError(f"{where}: a signed 1-bit Trunc is not supported")
+        return TruncQuant(node.name, out_scale, int(bits.item()), signed, narrow, rounding, False,
+                          in_scale=in_scale)

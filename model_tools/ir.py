@@ -12,7 +12,13 @@ Semantics (per sample; tensors are NCHW without the batch axis, channel axis fir
   ``y[c] = sum_k w[c, k] * a[k]`` (a dense layer first flattens its input in C order), zero padding
   meaning an activation *value* of 0. Their optional :class:`Thresholds` turn ``y`` into the next
   integer activation; without one the layer outputs ``y`` itself (the last layer).
+* :class:`Conv` with ``groups > 1`` is a grouped convolution (ONNX ``group``; ``groups == Cin``
+  is depthwise): output channel ``o`` sees only the ``Cin / groups`` input channels of its group.
 * :class:`MaxPool` takes the maximum of integer activation values (padding never wins).
+* :class:`AvgPool` computes the exact integer *window sum* of integer activations (padding is the
+  value 0); the reference's divisor is folded into its optional :class:`Thresholds` (or into the
+  output's :class:`Dequant` scale when it is the last stage), so no division ever happens on
+  integers.
 * :class:`Dequant` maps the last stage's integers to the model's float output:
   ``out[c] = scale[c] * v[c] + bias[c]``, then the result is reshaped to ``output_shape``.
 * :class:`HostOp` records (``Softmax``, ``LogSoftmax``, ``Sigmoid``, ``ArgMax``, ``TopK``) follow
@@ -42,7 +48,7 @@ from .errors import ThresherError
 from .files import atomic_write_bytes
 
 __all__ = [
-    "Thresholds", "InputQuantizer", "Conv", "Dense", "MaxPool", "Dequant", "IntegerNetwork",
+    "Thresholds", "InputQuantizer", "Conv", "Dense", "MaxPool", "AvgPool", "Dequant", "IntegerNetwork",
     "Layer", "signed_bits", "HostOp", "HOST_OPS", "input_type_range", "identity_thresholds",
     "check_typed_input",
 ]
@@ -228,6 +234,16 @@ class InputQuantizer:
         return Thresholds(values, t.direction, t.offset, t.step)
 
 
+def _check_window_shape(layer, channels: int) -> None:
+    """ValueError unless ``layer.out_shape`` is what its kernel, stride and pads give (floor)."""
+    _, h, w = layer.in_shape
+    (kh, kw), (sh, sw), (pt, pl, pb, pr) = layer.kernel, layer.stride, layer.pads
+    want = (channels, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1)
+    if min(sh, sw) < 1 or tuple(layer.out_shape) != want or min(want[1:]) < 1:
+        raise ValueError(f"{layer.name}: input {layer.in_shape}, kernel {layer.kernel}, stride "
+                         f"{layer.stride}, pads {layer.pads} give {want}, not {layer.out_shape}")
+
+
 @dataclass(frozen=True, eq=False)
 class _MACLayer:
     """Common part of :class:`Conv` and :class:`Dense`."""
@@ -298,20 +314,32 @@ class _MACLayer:
 
 @dataclass(frozen=True, eq=False)
 class Conv(_MACLayer):
-    """A k x k convolution (groups = 1) on a (C, H, W) integer tensor.
+    """A kh x kw convolution on a (C, H, W) integer tensor, optionally grouped.
 
-    ``weights`` has shape (Cout, Cin, kh, kw); ``pads`` is (top, left, bottom, right).
+    ``weights`` has shape (Cout, Cin / groups, kh, kw) as in ONNX; ``pads`` is (top, left, bottom,
+    right); kernels, strides and pads need not be square or symmetric. With ``groups = G`` the
+    input and output channels are split into ``G`` equal consecutive groups and output channel
+    ``o`` (of group ``g = o // (Cout / G)``) sums over input channels
+    ``g * Cin / G .. (g + 1) * Cin / G - 1`` only (``G == Cin``: depthwise).
     """
 
     stride: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    groups: int = 1
 
     def __post_init__(self):
         self._check()
         object.__setattr__(self, "stride", tuple(int(s) for s in self.stride))
         object.__setattr__(self, "pads", tuple(int(p) for p in self.pads))
+        object.__setattr__(self, "groups", int(self.groups))
         if self.weights.ndim != 4 or len(self.in_shape) != 3:
             raise ValueError(f"{self.name}: conv weights must be 4-D and input (C, H, W)")
+        g = self.groups
+        if g < 1 or self.in_shape[0] % g or self.out_channels % g or \
+                self.weights.shape[1] * g != self.in_shape[0]:
+            raise ValueError(f"{self.name}: weights {self.weights.shape} with groups={g} do not "
+                             f"match input {self.in_shape}")
+        _check_window_shape(self, self.out_channels)
 
     @property
     def kernel(self) -> tuple[int, int]:
@@ -320,6 +348,19 @@ class Conv(_MACLayer):
     @property
     def _padded(self) -> bool:
         return any(self.pads)
+
+    def dense_weights(self) -> np.ndarray:
+        """The same convolution with ``groups = 1``: (Cout, Cin, kh, kw), the weights of other
+        groups' input channels zero. Equal results, but ``groups`` times the MACs."""
+        if self.groups == 1:
+            return self.weights
+        cout, cin_g, kh, kw = self.weights.shape
+        cout_g = cout // self.groups
+        full = np.zeros((cout, cin_g * self.groups, kh, kw), dtype=np.int64)
+        for o in range(cout):
+            g = o // cout_g
+            full[o, g * cin_g:(g + 1) * cin_g] = self.weights[o]
+        return full
 
 
 @dataclass(frozen=True, eq=False)
@@ -360,7 +401,95 @@ class MaxPool:
     activation = None
 
 
-Layer = Union[Conv, Dense, MaxPool]
+@dataclass(frozen=True, eq=False)
+class AvgPool:
+    """Average pooling as an exact integer window sum, per channel.
+
+    ``y[c, oh, ow] = sum over the kh x kw window of a[c, ...]`` with zero padding (``pads`` top,
+    left, bottom, right): an integer. The reference divides ``y`` by ``divisor`` (the window size,
+    padding counted: ONNX ``count_include_pad=1``, or a window with no padding) and quantizes; that
+    division and the quantizer are folded into ``activation`` (thresholds on ``y``), found by
+    bisection over the reference's own float computation. Without an activation (the last stage)
+    the stage outputs ``y`` and the divisor is in the output's :class:`Dequant` scale.
+
+    ``divisor`` is recorded for reports; the integer computation never divides. Its MACs are the
+    additions of the window sum (``kh * kw`` per output), it has no parameters.
+    """
+
+    name: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    pads: tuple[int, int, int, int]
+    in_range: tuple[int, int]
+    divisor: int
+    activation: Thresholds | None = None
+
+    def __post_init__(self):
+        for f in ("in_shape", "out_shape", "kernel", "stride", "pads", "in_range"):
+            object.__setattr__(self, f, tuple(int(d) for d in getattr(self, f)))
+        object.__setattr__(self, "divisor", int(self.divisor))
+        if len(self.in_shape) != 3 or len(self.out_shape) != 3 or \
+                self.out_shape[0] != self.in_shape[0]:
+            raise ValueError(f"{self.name}: average pooling maps (C, H, W) to (C, Ho, Wo), not "
+                             f"{self.in_shape} -> {self.out_shape}")
+        if self.activation is not None and self.activation.channels not in (1, self.out_channels):
+            raise ValueError(f"{self.name}: {self.activation.channels} threshold channels "
+                             f"for {self.out_channels} outputs")
+        _check_window_shape(self, self.in_shape[0])
+
+    @property
+    def out_channels(self) -> int:
+        return self.in_shape[0]
+
+    @property
+    def fan_in(self) -> int:
+        return self.kernel[0] * self.kernel[1]
+
+    @property
+    def groups(self) -> int:
+        return self.in_shape[0]
+
+    #: no stored weights: the window sum's implicit weights are all 1 (:meth:`dense_weights`)
+    weight_bits = 0
+    bipolar_weights = False
+    params = 0
+
+    def dense_weights(self) -> np.ndarray:
+        """The window sum as a plain convolution: (C, C, kh, kw), 1 on the channel diagonal."""
+        c = self.in_shape[0]
+        w = np.zeros((c, c) + self.kernel, dtype=np.int64)
+        w[np.arange(c), np.arange(c)] = 1
+        return w
+
+    def channel_acc_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Exact worst-case window-sum bounds per channel (padding contributes 0)."""
+        lo, hi = self.in_range
+        if any(self.pads):
+            lo, hi = min(lo, 0), max(hi, 0)
+        n, c = self.fan_in, self.out_channels
+        return np.full(c, n * lo, dtype=np.int64), np.full(c, n * hi, dtype=np.int64)
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        lo, hi = self.channel_acc_range()
+        return int(min(lo.min(), 0)), int(max(hi.max(), 0))
+
+    @property
+    def acc_bits(self) -> int:
+        return signed_bits(*self.acc_range)
+
+    @property
+    def out_range(self) -> tuple[int, int]:
+        return self.activation.out_range if self.activation is not None else self.acc_range
+
+    @property
+    def macs(self) -> int:
+        return int(np.prod(self.out_shape)) * self.fan_in
+
+
+Layer = Union[Conv, Dense, MaxPool, AvgPool]
 
 
 @dataclass(frozen=True, eq=False)
@@ -608,13 +737,14 @@ class IntegerNetwork:
                     return None
                 return Thresholds(arrays[d["values"]], arrays[d["direction"]], d["offset"], d["step"])
 
-            kinds = {"Conv": Conv, "Dense": Dense, "MaxPool": MaxPool}
+            kinds = {"Conv": Conv, "Dense": Dense, "MaxPool": MaxPool, "AvgPool": AvgPool}
             layers = []
             for entry in doc["layers"]:
                 entry = dict(entry)
                 kind = kinds[entry.pop("kind")]
                 if "weights" in entry:
                     entry["weights"] = arrays[entry["weights"]]
+                if "activation" in entry:
                     entry["activation"] = thresholds(entry["activation"])
                 layers.append(kind(**entry))
             inp = doc["input"]

@@ -1,8 +1,18 @@
 """Random small IntegerNetworks for hardware tests and `thresher verify` (built from the IR dataclasses).
 
 ``random_network(rng, in_shape, spec)`` with ``spec`` a list of
-``("conv", cout, k, stride, pad)``, ``("pool", k, stride)``, ``("dense", cout)``; the last MAC layer
-gets no activation. Weights are random at a random width (1 = bipolar +-1 .. 8 bits); activations
+``("conv", cout, k, stride, pad)``, ``("gconv", cout, k, stride, pad, groups)`` (grouped;
+``groups == cin`` depthwise), ``("pool", k, stride)`` (max), ``("avgpool", k, stride[, pad])``
+(zero padding counted in the divisor ``k * k``), ``("dense", cout)``; the last MAC layer (or
+average pool) gets no activation.
+
+``variety`` (default 0.25): a ``"conv"`` with a k > 1 window becomes, with probability
+``variety / 2``, an average pool over the same window (stride and pads kept, channels unchanged),
+and otherwise, with probability ``variety``, a grouped conv when its input and output channels share
+a divisor (depthwise, or depthwise with a channel multiplier, when possible, half the time). Both
+still run as MAC stages on the overlay, so the stage kinds of the spec (and the fusion of its max
+pools) do not change; ``thresher verify --random`` exercises them this way. ``variety=0`` draws
+exactly the networks of the plain spec (and no random numbers for the choice). Weights are random at a random width (1 = bipolar +-1 .. 8 bits); activations
 are bipolar, narrow signed or unsigned with thresholds spread around the accumulator's typical
 values, random directions, some constant channels and some repeated (tied) thresholds.
 """
@@ -11,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import (Conv, Dense, Dequant, InputQuantizer, IntegerNetwork, MaxPool,
-                            Thresholds)
+from .ir import (AvgPool, Conv, Dense, Dequant, InputQuantizer, IntegerNetwork, MaxPool,
+                 Thresholds)
 
 ACT_KINDS = ("bipolar", "signed2", "unsigned2", "unsigned3", "signed3")
 
@@ -41,15 +51,27 @@ def random_thresholds(rng, channels, levels, center, spread, bound, *, const_fra
     return Thresholds(np.sort(vals, axis=1), direction, 0, 1)
 
 
-def _activation(rng, kind, channels, y_spread, bound):
+def _activation(rng, kind, channels, y_spread, bound, center=0):
     levels, offset, step = _act_params(kind)
-    t = random_thresholds(rng, channels, levels, 0, max(1.0, y_spread), bound)
+    t = random_thresholds(rng, channels, levels, center, max(1.0, y_spread), bound)
     return Thresholds(t.values, t.direction, offset, step)
+
+
+def _draw_groups(rng, cin, cout, variety) -> int:
+    """1, or (with probability ``variety``) a common divisor > 1 of ``cin`` and ``cout``."""
+    if variety <= 0 or rng.random() >= variety:
+        return 1
+    common = [g for g in range(2, min(cin, cout) + 1) if cin % g == 0 and cout % g == 0]
+    if not common:
+        return 1
+    if cout % cin == 0 and rng.random() < 0.5:
+        return cin                                       # depthwise (channel multiplier)
+    return int(rng.choice(common))
 
 
 def random_network(rng, in_shape=(1, 8, 8), spec=(("conv", 8, 3, 1, 1), ("dense", 10)), *,
                    weight_bits=None, act_kinds=None, input_levels=None, raw_range=(0, 255),
-                   name="random"):
+                   name="random", variety=0.25):
     rng = np.random.default_rng(rng)
     lo_raw, hi_raw = raw_range
     # input quantizer: float32 thresholds on the raw value
@@ -65,6 +87,9 @@ def random_network(rng, in_shape=(1, 8, 8), spec=(("conv", 8, 3, 1, 1), ("dense"
     shape = tuple(in_shape)
     layers = []
     for i, s in enumerate(spec):
+        last = i == len(spec) - 1
+        if s[0] == "conv" and s[2] > 1 and variety > 0 and rng.random() < variety / 2:
+            s = ("avgpool",) + tuple(s[2:])       # the same window, channels kept: still a MAC stage
         if s[0] == "pool":
             _, k, st = s
             C, H, W = shape
@@ -72,15 +97,36 @@ def random_network(rng, in_shape=(1, 8, 8), spec=(("conv", 8, 3, 1, 1), ("dense"
             layers.append(MaxPool(f"pool{i}", shape, out, (k, k), (st, st), in_range=rng_in))
             shape = out
             continue
+        if s[0] == "avgpool":           # the window sum, thresholds around its typical values
+            _, k, st, pad = (tuple(s) + (0,))[:4]
+            C, H, W = shape
+            out = (C, (H + 2 * pad - k) // st + 1, (W + 2 * pad - k) // st + 1)
+            pads = (pad,) * 4                    # count_include_pad: the divisor stays k * k
+            layer = AvgPool(f"avg{i}", shape, out, (k, k), (st, st), pads, rng_in, k * k)
+            if not last:
+                lo, hi = layer.acc_range
+                act = _activation(rng, rng.choice(act_kinds or ACT_KINDS), C,
+                                  k * max(1.0, (rng_in[1] - rng_in[0]) / 2), max(-lo, hi),
+                                  center=k * k * (rng_in[0] + rng_in[1]) / 2)
+                layer = AvgPool(f"avg{i}", shape, out, (k, k), (st, st), pads, rng_in, k * k, act)
+                rng_in = act.out_range
+            layers.append(layer)
+            shape = out
+            continue
         wb = int(rng.choice(weight_bits or (1, 2, 3, 4, 8)))
         if wb == 1:
             wlo, whi = -1, 1
         else:
             wlo, whi = -(1 << (wb - 1)), (1 << (wb - 1)) - 1
-        if s[0] == "conv":
+        groups = 1
+        if s[0] == "gconv":
+            _, cout, k, st, pad, groups = s
+        elif s[0] == "conv":
             _, cout, k, st, pad = s
+            groups = _draw_groups(rng, shape[0], cout, variety)
+        if s[0] in ("conv", "gconv"):
             C, H, W = shape
-            w = rng.integers(wlo, whi + 1, size=(cout, C, k, k))
+            w = rng.integers(wlo, whi + 1, size=(cout, C // groups, k, k))
             out = (cout, (H + 2 * pad - k) // st + 1, (W + 2 * pad - k) // st + 1)
         else:
             _, cout = s
@@ -88,21 +134,20 @@ def random_network(rng, in_shape=(1, 8, 8), spec=(("conv", 8, 3, 1, 1), ("dense"
             out = (cout,)
         if wb == 1:
             w = np.where(w >= 0, 1, -1)
-        last = i == len(spec) - 1
         amax = max(abs(rng_in[0]), abs(rng_in[1]))
         fan = int(np.prod(w.shape[1:]))
         spread = np.sqrt(fan) * max(1.0, np.abs(w).mean()) * max(1.0, amax) / 2
         common = dict(name=f"l{i}", weights=w, in_shape=shape, out_shape=out, in_range=rng_in,
                       weight_bits=wb, activation=None)
-        layer = Conv(**common, stride=(st, st), pads=(pad,) * 4) if s[0] == "conv" else \
-            Dense(**common)
+        layer = Conv(**common, stride=(st, st), pads=(pad,) * 4, groups=groups) \
+            if s[0] != "dense" else Dense(**common)
         if not last:
             lo, hi = layer.acc_range
             act = _activation(rng, rng.choice(act_kinds or ACT_KINDS), cout, spread,
                               max(-lo, hi))
             common["activation"] = act
-            layer = Conv(**common, stride=(st, st), pads=(pad,) * 4) if s[0] == "conv" else \
-                Dense(**common)
+            layer = Conv(**common, stride=(st, st), pads=(pad,) * 4, groups=groups) \
+                if s[0] != "dense" else Dense(**common)
             rng_in = act.out_range
         layers.append(layer)
         shape = out
@@ -139,7 +184,7 @@ def small_cnn(seed: int, *, macs=(15_000, 65_000), weight_kbit=(0.3, 32.0)) -> I
                                                  "signed2", "signed3", "signed4"], size=2))
         net = random_network(int(rng.integers(1 << 31)), (cin, size, size), spec,
                              weight_bits=wbits, act_kinds=acts, input_levels=255,
-                             name=f"small_cnn_{seed}")
+                             name=f"small_cnn_{seed}", variety=0)
         kbit = sum(l.params * l.weight_bits for l in net.mac_layers) / 1024
         if macs[0] <= net.macs <= macs[1] and weight_kbit[0] <= kbit <= weight_kbit[1]:
             return net

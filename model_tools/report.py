@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import Conv, Dense, IntegerNetwork, MaxPool, bits_for_range
+from .ir import AvgPool, Conv, Dense, IntegerNetwork, MaxPool, bits_for_range
 
 __all__ = ["layer_rows", "format_table", "network_summary"]
 
@@ -34,6 +34,21 @@ def _threshold_text(layer) -> str:
     return text + (f" ({', '.join(extras)})" if extras else "")
 
 
+def _kind(layer) -> str:
+    """``Conv 3x3/1``, ``Conv 3x3/1 depthwise``, ``Conv 3x3/1 groups 2``, ``AvgPool 2x2/2 /4``
+    (kernel / stride; an average pool's divisor, which its thresholds fold in), ``Dense``."""
+    if isinstance(layer, Dense):
+        return "Dense"
+    (kh, kw), (sh, sw) = layer.kernel, layer.stride
+    stride = f"{sh}" if sh == sw else f"{sh}x{sw}"
+    if isinstance(layer, AvgPool):
+        return f"AvgPool {kh}x{kw}/{stride} /{layer.divisor}"
+    kind = f"Conv {kh}x{kw}/{stride}"
+    if layer.groups == layer.in_shape[0] and layer.groups > 1:
+        return kind + " depthwise"
+    return kind + (f" groups {layer.groups}" if layer.groups > 1 else "")
+
+
 def layer_rows(net: IntegerNetwork) -> list[dict]:
     """One dict per stage (the input quantizer first) with what a user wants to see."""
     t = net.input.thresholds
@@ -53,13 +68,13 @@ def layer_rows(net: IntegerNetwork) -> list[dict]:
                          "w_bits": "-", "a_bits": _bits(*layer.out_range), "macs": 0, "params": 0,
                          "acc": "-", "thresholds": "-"})
             continue
-        kind = (f"Conv {layer.kernel[0]}x{layer.kernel[1]}/{layer.stride[0]}"
-                if isinstance(layer, Conv) else "Dense")
+        kind = _kind(layer)
         lo, hi = layer.acc_range
         rows.append({
             "layer": layer.name, "kind": kind, "in": _shape(layer.in_shape),
             "out": _shape(layer.out_shape),
-            "w_bits": "bipolar" if layer.bipolar_weights else f"s{layer.weight_bits}",
+            "w_bits": "-" if isinstance(layer, AvgPool) else
+            "bipolar" if layer.bipolar_weights else f"s{layer.weight_bits}",
             "a_bits": _bits(*layer.out_range) if layer.activation is not None else "-",
             "macs": layer.macs, "params": layer.params,
             "acc": f"s{layer.acc_bits} [{lo}, {hi}]", "thresholds": _threshold_text(layer),

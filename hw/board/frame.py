@@ -161,10 +161,15 @@ def network_hash(network) -> int:
         put(type(layer).__name__, layer.in_shape, layer.out_shape)
         if hasattr(layer, "weights"):
             put(layer.weights)
+        if hasattr(layer, "activation") and type(layer).__name__ != "MaxPool":
             thresholds(layer.activation)
         for attr in ("stride", "pads", "kernel"):
             if hasattr(layer, attr):
                 put(getattr(layer, attr))
+        if getattr(layer, "groups", 1) != 1:     # grouped/depthwise conv, average pool (groups = C);
+            put("groups", layer.groups)          # groups = 1 keeps earlier networks' hashes
+        if hasattr(layer, "divisor"):
+            put("divisor", layer.divisor)
     for op in network.host:    # the host ops after the dequantization (Softmax, ArgMax, TopK, ...)
         put("host", op.kind, op.in_shape, op.out_shape, op.axis, op.keepdims,
             op.select_last_index, op.k, op.largest, op.output, op.flatten)

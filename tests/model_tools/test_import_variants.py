@@ -79,6 +79,17 @@ class FinnTfcInput(nn.Module):
         return 2.0 * x - torch.tensor([1.0])
 
 
+class Mean(nn.Module):
+    """``x.mean((2, 3))``: exports as ReduceMean over H and W."""
+
+    def __init__(self, keepdim):
+        super().__init__()
+        self.keepdim = keepdim
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3), keepdim=self.keepdim)
+
+
 class Flat(nn.Module):
     def forward(self, x):
         return torch.flatten(x, 1)
@@ -244,6 +255,15 @@ def _drop_maxpool_strides(model):
             node.attribute.extend(keep)
 
 
+def _asymmetric_stem_pads(model):
+    """The first Conv's pads [5, 1, 5, 1] (a 10x4 kernel) -> [4, 0, 6, 2] (same output size)."""
+    first = next(n for n in model.graph.node if n.op_type == "Conv")
+    pads = next(a for a in first.attribute if a.name == "pads")
+    assert list(pads.ints) == [5, 1, 5, 1]
+    del pads.ints[:]
+    pads.ints.extend([4, 0, 6, 2])
+
+
 def _rtz_to_down(model):
     """qonnx's executor knows Brevitas' ROUND_TO_ZERO only under its QONNX name DOWN (np.fix)."""
     for node in model.graph.node:
@@ -361,6 +381,65 @@ VARIANTS = {
         conv(6, 6, 3, padding=1, bias=True), BN2(6), signed_q(3), conv(6, 8, 3, stride=2), BN2(8),
         relu_q(3), conv(8, 8, 3, w=W(6, True)), BN2(8), signed_q(2, narrow=True), Flat(),
         lin(8, 10))),
+    # grouped and depthwise convolutions (ONNX group)
+    "grouped_conv": dict(build=lambda: S(    # depthwise: group == C
+        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), conv(4, 4, 3, groups=4), BN2(4),
+        relu_q(3), Flat(), lin(64, 4))),
+    "depthwise_multiplier2_pad_stride2": dict(shape=(1, 1, 9, 9), build=lambda: S(
+        div255(), in_q(), conv(1, 4, 3, padding=1), BN2(4), signed_q(3),
+        conv(4, 8, 3, groups=4, stride=2, padding=1, bias=True, w=W(4, True)), BN2(8), relu_q(2),
+        Flat(), lin(200, 4))),
+    "grouped_conv_2_of_8_then_pointwise": dict(shape=(1, 2, 8, 8), build=lambda: S(
+        div255(), in_q(), conv(2, 8, 3, padding=1), BN2(8), relu_q(3),
+        conv(8, 6, 3, groups=2, w=W(3, True, False)), BN2(6), signed_q(3, narrow=True),
+        conv(6, 4, 1), BN2(4), relu_q(2), Flat(), lin(144, 4))),
+    "grouped_conv_bipolar": dict(build=lambda: S(
+        div255(), in_q(), conv(1, 4, 3, padding=1), BN2(4), bipolar_q(),
+        conv(4, 4, 3, groups=2, w=WB), BN2(4), bipolar_q(), Flat(), lin(144, 4))),
+    "grouped_conv_last_layer": dict(build=lambda: S(
+        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), conv(4, 8, 3, groups=4, bias=True))),
+    # DS-CNN's stem (10x4 kernel, stride 2) with TensorFlow-style asymmetric "same" pads set in the
+    # file (top 4, left 0, bottom 6, right 2: same output size as the exported 5/1 symmetric pads)
+    "dscnn_stem_asymmetric_pads": dict(shape=(1, 1, 20, 10), build=lambda: S(
+        div255(), in_q(), conv(1, 6, (10, 4), stride=2, padding=(5, 1)), BN2(6), relu_q(3),
+        conv(6, 6, 3, groups=6, padding=1), BN2(6), relu_q(3), conv(6, 4, 1), BN2(4),
+        signed_q(3), Flat(), lin(220, 4)),
+        edit=lambda p: _edit(p, _asymmetric_stem_pads, "_asym")),
+    # average pooling: thresholds on the integer window sum, the divisor folded in
+    "average_pool": dict(build=lambda: S(      # an average then a quantizer
+        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), nn.AvgPool2d(2), unsigned_q(3),
+        Flat(), lin(36, 4))),
+    "average_pool_padded_bn_signed": dict(build=lambda: S(   # count_include_pad=1 (PyTorch's)
+        div255(), in_q(), conv(1, 4, 3), BN2(4), signed_q(3), nn.AvgPool2d(3, 2, padding=1),
+        BN2(4), signed_q(3), Flat(), lin(36, 4))),
+    "average_pool_per_channel_scales": dict(build=lambda: S(
+        div255(), in_q(), conv(1, 4, 3), BN2(4),
+        per_channel(qnn.QuantReLU, 3, 4, act_quant=Uint8ActPerTensorFloat), nn.AvgPool2d(2),
+        unsigned_q(2), Flat(), lin(36, 4))),
+    "trunc_avg_pool": dict(build=lambda: S(     # Brevitas TruncAvgPool2d: AveragePool -> Trunc
+        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3, return_quant_tensor=True),
+        qnn.TruncAvgPool2d(2, 2, bit_width=4), Flat(), lin(36, 4))),
+    "trunc_avg_pool_3x3_floor_shift": dict(shape=(1, 1, 9, 9), build=lambda: S(
+        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(2, return_quant_tensor=True),
+        qnn.TruncAvgPool2d(3, 2, bit_width=3, float_to_int_impl_type="FLOOR"), Flat(),
+        lin(36, 4))),
+    "global_avg_pool_into_linear": dict(build=lambda: S(   # no quantizer: folded into weights
+        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), nn.AdaptiveAvgPool2d(1), Flat(),
+        lin(4, 4))),
+    "reduce_mean_into_linear": dict(build=lambda: S(
+        div255(), in_q(), conv(1, 8, 3), BN2(8), signed_q(3), Mean(False), lin(8, 4))),
+    "reduce_mean_keepdims_then_quant": dict(build=lambda: S(
+        div255(), in_q(), conv(1, 8, 3), BN2(8), relu_q(3), Mean(True), BN2(8), signed_q(3),
+        Flat(), lin(8, 4))),
+    "avg_pool_stride1_into_linear": dict(build=lambda: S(
+        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), nn.AvgPool2d(3, 1), Flat(),
+        lin(64, 4))),
+    "depthwise_separable_gap_head": dict(shape=(1, 2, 8, 8), build=lambda: S(   # DS-CNN-like
+        div255(), in_q(), conv(2, 8, 3, padding=1), BN2(8), relu_q(3),
+        conv(8, 8, 3, groups=8, padding=1), BN2(8), relu_q(3), conv(8, 8, 1), BN2(8), relu_q(3),
+        nn.AvgPool2d(8), Flat(), lin(8, 4))),
+    "mean_of_last_conv_output": dict(build=lambda: S(
+        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), conv(4, 5, 1, bias=True), Mean(True))),
     # max pooling
     "maxpool3_stride2": dict(shape=(1, 1, 11, 11), build=lambda: S(
         div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), nn.MaxPool2d(3, 2), Flat(), lin(64, 4))),
@@ -467,6 +546,11 @@ def test_variant_matches_qonnx(name, tmp_path):
 # --------------------------------------------------------------------------- out of scope
 
 
+class ChannelMean(nn.Module):
+    def forward(self, x):
+        return x.mean(dim=1, keepdim=True)
+
+
 class Residual(nn.Module):
     def __init__(self):
         super().__init__()
@@ -478,12 +562,23 @@ class Residual(nn.Module):
 
 OUT_OF_SCOPE = {
     # name: (builder, shape, op type of the node the message must name)
-    "average_pool": (lambda: S(
-        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), nn.AvgPool2d(2), Flat(), lin(36, 4)),
+    # one divisor per layer: border windows divided by fewer values are refused
+    "average_pool_count_exclude_pad": (lambda: S(
+        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3),
+        nn.AvgPool2d(3, 2, padding=1, count_include_pad=False), unsigned_q(3), Flat(),
+        lin(36, 4)), (1, 1, 8, 8), "AveragePool"),
+    "average_pool_ceil_mode_overhang": (lambda: S(
+        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), nn.AvgPool2d(2, ceil_mode=True),
+        unsigned_q(3), Flat(), lin(64, 4)), (1, 1, 9, 9), "AveragePool"),
+    "average_pool_into_conv_without_quant": (lambda: S(
+        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), nn.AvgPool2d(2), conv(4, 4, 1),
+        BN2(4), relu_q(3), Flat(), lin(36, 4)), (1, 1, 8, 8), "AveragePool"),
+    "average_of_unquantized_values": (lambda: S(
+        div255(), in_q(), conv(1, 4, 3), BN2(4), nn.AvgPool2d(2), relu_q(3), Flat(), lin(36, 4)),
         (1, 1, 8, 8), "AveragePool"),
-    "grouped_conv": (lambda: S(
-        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), conv(4, 4, 3, groups=4), BN2(4),
-        relu_q(3), Flat(), lin(64, 4)), (1, 1, 8, 8), "Conv"),
+    "reduce_mean_over_channels": (lambda: S(
+        div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), ChannelMean(), Flat(), lin(36, 4)),
+        (1, 1, 8, 8), "ReduceMean"),
     "nonzero_zero_point": (lambda: S(
         div255(), in_q(), conv(1, 4, 3), BN2(4),
         qnn.QuantIdentity(act_quant=ShiftedUint8ActPerTensorFloat, bit_width=4), Flat(),
