@@ -127,7 +127,7 @@ class VerifyResult:
         c = self.case
         return {"seed": self.seed, "index": self.index, "verdict": self.verdict,
                 "in_shape": list(c["in_shape"]), "spec": [list(s) for s in c["spec"]],
-                "layer_kinds": sorted({s[0] for s in c["spec"]}),
+                "layer_kinds": sorted({row["kind"] for row in self.layers}),
                 "layers": self.layers, "pe": c["pe"], "simd": c["simd"],
                 "input_range": list(c["raw_range"]), "engines": list(self.engines),
                 "cycles": self.cycles, "predicted_cycles": self.predicted,
@@ -159,14 +159,19 @@ def _stall_seed(seed: int, i: int) -> int:
 
 
 def _layers(net) -> list[dict]:
-    """What a network exercises, stage by stage: kind, shapes, weight bits, kernel and stride."""
-    from ..model_tools.ir import Conv, MaxPool
+    """What a network exercises, stage by stage: kind, shapes, weight bits, kernel, stride and
+    (grouped convolutions, average pools) groups and divisor."""
+    from ..model_tools.ir import AvgPool, Conv, MaxPool
     rows = []
     for layer in net.layers:
         row = {"name": layer.name, "kind": type(layer).__name__,
                "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape)}
-        if isinstance(layer, (Conv, MaxPool)):
+        if isinstance(layer, (Conv, MaxPool, AvgPool)):
             row["kernel"], row["stride"] = list(layer.kernel), list(layer.stride)
+        if isinstance(layer, Conv) and layer.groups != 1:
+            row["groups"] = int(layer.groups)
+        if isinstance(layer, AvgPool):
+            row["divisor"] = int(layer.divisor)
         if not isinstance(layer, MaxPool):
             row["weight_bits"] = int(layer.weight_bits)
             row["activation"] = layer.activation is not None
