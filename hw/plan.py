@@ -47,7 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model_tools.errors import ThresherError
-from ..model_tools.ir import AvgPool, Conv, Dense, IntegerNetwork, MaxPool, signed_bits
+from ..model_tools.ir import Add, AvgPool, Conv, Dense, IntegerNetwork, MaxPool, signed_bits
 from .devices import BRAM_BITS, LC_PER_BRAM
 
 __all__ = ["Stage", "Plan", "predict_cycles", "mac_bound_cycles", "ceil_div", "lower_layer",
@@ -189,6 +189,12 @@ class Plan:
                  fuse_pools: bool = True, input_mode: str = "raw", input_stage: str = "auto"):
         if not isinstance(network, IntegerNetwork):
             raise TypeError(f"network must be an IntegerNetwork, not {type(network).__name__}")
+        graph = [layer.name for layer in network.layers if isinstance(layer, Add)] or \
+            [layer.name for i, layer in enumerate(network.layers) if network.sources(i) != (i - 1,)]
+        if graph:       # the engine runs one chain of stages; it has no add stage yet
+            raise ThresherError(f"{network.name}: layer {graph[0]} is a residual add or branch; the "
+                                "hardware runs chains of layers only, residual adds run in the "
+                                "golden engine only for now (--engine golden)")
         for name, v in (("pe", pe), ("simd", simd)):
             if not _is_pow2(v):
                 raise ThresherError(f"{name} must be a power of two, not {v!r}")

@@ -12,18 +12,26 @@ division: exactness on ties is inherited from the reference instead of approxima
 The input quantizer is handled the same way over float32 (the raw input is float32 and the
 pre-processing is evaluated in float32, exactly as qonnx's executor does), so the input thresholds
 are exact for every float32 input.
+
+A graph with residual adds is cut into chains at its branch points (a tensor read by several ops,
+or by an ``Add``); each chain folds as above, and every branch point must be an integer tensor (the
+output of a quantizer). An ``Add`` of two integer tensors with scales ``s_a``, ``s_b`` becomes an
+:class:`~model_tools.ir.Add` layer when the scales are equal or differ by a power of two; its
+thresholds come from the reference's own float32 computation ``a * s_a + b * s_b`` (and the chain
+after it) evaluated for *every* pair of input values, checked to depend on the integer sum only.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ThresherError
-from .importer import (AvgPoolOp, BatchNorm, ConvOp, Elementwise, ImportedModel, MatMulOp, MaxPoolOp,
-                       Quantize, ReshapeOp, Relu)
-from .ir import (AvgPool, Conv, Dense, Dequant, HostOp, InputQuantizer, IntegerNetwork, MaxPool,
+from .importer import (AddOp, AvgPoolOp, BatchNorm, ConvOp, Elementwise, ImportedModel, MatMulOp,
+                       MaxPoolOp, Quantize, ReshapeOp, Relu)
+from .ir import (Add, AvgPool, Conv, Dense, Dequant, HostOp, InputQuantizer, IntegerNetwork, MaxPool,
                  Thresholds, identity_thresholds, input_type_range, signed_bits)
 
 __all__ = ["fold"]
@@ -198,6 +206,89 @@ def _input_thresholds(chain: _Chain) -> Thresholds:
                       step)
 
 
+#: Largest (channels x input pairs) grid an Add's thresholds are computed on.
+_ADD_GRID_LIMIT = 1 << 23
+
+
+def _add_thresholds(chain: _Chain, where: str, ranges, scales, shifts) -> Thresholds:
+    """Thresholds on the aligned integer sum ``S = a * 2^ka + b * 2^kb`` of an add.
+
+    The reference computes ``float32(a * s_a) + float32(b * s_b)`` in float32 (each operand is its
+    quantizer's dequantized output), then ``chain``. That is evaluated for every pair ``(a, b)`` of
+    the two inputs' ranges; the levels must depend on ``S`` alone (float rounding could make two
+    splits of one sum differ: refused, naming the node) and be monotone in ``direction * S``. The
+    thresholds are then read off exactly: the smallest reachable ``S`` reaching each level.
+    """
+    channels = chain.shape[0]
+    sign = chain.direction()
+    direction = np.where(sign < 0, -1, 1).astype(np.int64)
+    targets, offset, step = _targets(chain.last, channels)
+    (alo, ahi), (blo, bhi) = ranges
+    ka, kb = shifts
+    a = np.arange(alo, ahi + 1, dtype=np.int64)
+    b = np.arange(blo, bhi + 1, dtype=np.int64)
+    n = a.size * b.size
+    if channels * n > _ADD_GRID_LIMIT:
+        raise ThresherError(f"{where}: inputs of {a.size} and {b.size} values on {channels} channels "
+                            "are too many pairs to check the add exactly (at most "
+                            f"{_ADD_GRID_LIMIT:,} channel-pairs)")
+    total = ((a[:, None] << ka) + (b[None, :] << kb)).ravel()
+    s_a, s_b = (np.asarray(x, dtype=np.float32)[:, None] for x in scales)
+    fa = a.astype(np.float32)[None, :] * s_a                      # (C, |a|)
+    fb = b.astype(np.float32)[None, :] * s_b                      # (C, |b|)
+    value = (fa[:, :, None] + fb[:, None, :]).reshape(channels, n)
+    levels = chain.evaluate(value)
+    order = np.argsort(total, kind="stable")
+    keys, starts = np.unique(total[order], return_index=True)
+    levels = levels[:, order]
+    lo = np.minimum.reduceat(levels, starts, axis=1)
+    hi = np.maximum.reduceat(levels, starts, axis=1)
+    if np.any(lo != hi):
+        c, j = (int(i) for i in np.argwhere(lo != hi)[0])
+        raise ThresherError(f"{where}: the reference's float32 sum gives levels {lo[c, j]:g} and "
+                            f"{hi[c, j]:g} for one integer sum {keys[j]} (channel {c}): its rounding "
+                            "depends on how the sum is split, so no exact integer add exists")
+    levels_l = targets.shape[1]
+    values = np.empty((channels, levels_l), dtype=np.int64)
+    always = np.empty((channels, levels_l), dtype=bool)
+    never = np.empty((channels, levels_l), dtype=bool)
+    for c in range(channels):
+        v, f = direction[c] * keys, lo[c]
+        if direction[c] < 0:
+            v, f = v[::-1], f[::-1]
+        if np.any(np.diff(f) < 0):
+            raise ThresherError(f"{where}: the quantizer after the add is not monotone in the sum "
+                                f"(channel {c})")
+        idx = np.searchsorted(f, targets[c], side="left")     # first reachable sum reaching it
+        always[c], never[c] = idx == 0, idx == len(v)
+        values[c] = np.where(never[c], v[-1] + 1, v[np.minimum(idx, len(v) - 1)])
+    kept = _kept_levels(always, never)
+    return Thresholds(values[:, kept], direction, offset + step * kept.start, step)
+
+
+def _channel_scales(scale, shape, where) -> np.ndarray:
+    """A tensor's scale (one, or one per channel) as float64 per channel, (C,)."""
+    scale = np.asarray(scale, dtype=np.float64)
+    if scale.size == 1:
+        return np.full(shape[0], float(scale.ravel()[0]))
+    return _per_channel(scale.reshape(-1, *([1] * (len(shape) - 1))), shape, where)
+
+
+def _alignment(s_a: np.ndarray, s_b: np.ndarray, where: str) -> tuple[int, int]:
+    """Left shifts ``(ka, kb)`` that bring two inputs of an add to the finer scale: ``(0, 0)`` for
+    equal scales, ``(k, 0)`` when ``s_a = 2^k * s_b`` in every channel, ``(0, k)`` the other way."""
+    ratio = s_a / s_b
+    if np.all(ratio == 1.0):
+        return 0, 0
+    mant, exp = np.frexp(ratio)
+    if np.all(mant == 0.5) and np.all(exp == exp[0]):
+        k = int(exp[0]) - 1
+        return (k, 0) if k > 0 else (0, -k)
+    raise ThresherError(f"{where}: adds tensors with scales {s_a[:4].tolist()} and "
+                        f"{s_b[:4].tolist()} (ratio {ratio[:4].tolist()}); thresher adds integers "
+                        "exactly only when the scales are equal or differ by one power of two")
+
+
 # -- the fold --------------------------------------------------------------------------------------
 
 class _Folder:
@@ -224,24 +315,149 @@ class _Folder:
             self.pos += 1
         return self.ops[start:self.pos]
 
+    def chains(self) -> list[tuple[list[int], bool]]:
+        """The ops cut into chains at branch points, in topological order of their first op.
+
+        Each chain is ``(op indices, ends at the output)``: its first op reads a branch point (or
+        is an add, or reads the model input), each later op reads its predecessor only, and only
+        that predecessor reads it. A linear model is one chain. Every branch point must be an
+        integer tensor (a quantizer's output, possibly max-pooled or reshaped).
+        """
+        n = len(self.ops)
+        sources = self.model.inputs
+        sources = [(k - 1,) for k in range(n)] if sources is None else list(sources[:n])
+        readers: dict[int, list[int]] = {}
+        for k, src in enumerate(sources):
+            for j in src:
+                readers.setdefault(j, []).append(k)
+
+        def successor(k):
+            r = readers.get(k, [])
+            return r[0] if len(r) == 1 and not isinstance(self.ops[r[0]], AddOp) else None
+
+        heads = [k for k in range(n)
+                 if not (len(sources[k]) == 1 and sources[k][0] >= 0 and
+                         successor(sources[k][0]) == k)]
+        chains = []
+        for h in heads:
+            chain = [h]
+            while successor(chain[-1]) is not None:
+                chain.append(successor(chain[-1]))
+            chains.append((chain, n - 1 in chain))
+        self.sources = sources
+        for chain, last in chains:
+            if not last:
+                self.check_branch_point(chain, readers[chain[-1]])
+        return chains
+
+    def check_branch_point(self, chain, readers):
+        """A ThresherError, naming the add (or the readers), unless the chain's output is integer."""
+        for k in reversed(chain):
+            op = self.ops[k]
+            if isinstance(op, Quantize):
+                return
+            if not isinstance(op, (Relu, ReshapeOp, MaxPoolOp)):
+                break
+        else:       # only pass-through ops: integer when what the chain reads is
+            src = self.sources[chain[0]][0]
+            if src >= 0 or self.model.input_type is not None:
+                return
+        op = self.ops[chain[-1]]
+        adds = [self.ops[r] for r in readers if isinstance(self.ops[r], AddOp)]
+        what = f"node {adds[0].node}: the add's input" if adds else \
+            "the tensor read by " + ", ".join(f"node {self.ops[r].node}" for r in readers)
+        raise ThresherError(f"{what} from node {op.node} ({type(op).__name__}) is not the output of "
+                            "a quantizer; branches and residual adds must join integer tensors "
+                            "(quantize both operands, e.g. with a shared quantizer)")
+
     def fold(self) -> IntegerNetwork:
         in_shape = self.model.input_shape
-        input_q, shape, scale, value_range = self.fold_input(in_shape)
-        while self.pos < len(self.ops):
-            mac = self.ops[self.pos]
-            self.pos += 1
-            segment = self.take_segment()
-            final = self.pos >= len(self.ops)
-            shape, scale, value_range, dequant = self.fold_mac(mac, segment, shape, scale,
-                                                               value_range, final)
+        all_ops = self.ops
+        states = {}         # op index -> (shape, scale, value range, index of its layer)
+        dequant, out_layer = None, -1
+        for c, (chain, last) in enumerate(self.chains()):
+            self.ops, self.pos, self.last_chain = [all_ops[k] for k in chain], 0, last
+            start = len(self.layers)
+            head = all_ops[chain[0]]
+            if c == 0:
+                if self.sources[chain[0]] != (-1,):
+                    raise ThresherError(f"node {head.node}: the model must start from its input")
+                input_q, shape, scale, value_range = self.fold_input(in_shape)
+                source = -1
+            elif isinstance(head, AddOp):
+                self.pos = 1
+                shape, scale, value_range, dequant = self.fold_add(
+                    head, [states[j] for j in self.sources[chain[0]]])
+                source = None
+            else:
+                shape, scale, value_range, source = states[self.sources[chain[0]][0]]
+                segment = self.take_segment()
+                shape, scale, value_range, dequant = self.after_quant(
+                    segment, shape, scale, value_range, last and self.pos >= len(self.ops))
+            while self.pos < len(self.ops):
+                mac = self.ops[self.pos]
+                self.pos += 1
+                segment = self.take_segment()
+                final = last and self.pos >= len(self.ops)
+                shape, scale, value_range, dequant = self.fold_mac(mac, segment, shape, scale,
+                                                                   value_range, final)
+            if source is not None and len(self.layers) > start and source != start - 1:
+                self.layers[start] = dataclasses.replace(self.layers[start], inputs=(source,))
+            out_layer = len(self.layers) - 1 if len(self.layers) > start else source
+            states[chain[-1]] = (shape, scale, value_range, out_layer)
+        self.ops = all_ops
         if not self.layers or not any(isinstance(x, (Conv, Dense)) for x in self.layers):
             raise ThresherError(f"{self.model.name}: no Conv/MatMul/Gemm layer found")
+        if out_layer != len(self.layers) - 1 or dequant is None:
+            raise ThresherError(f"{self.model.name}: the model's output must be its last layer's "
+                                "output")
         out_shape = self.host[0].in_shape if self.host else self.model.output_shape
         if int(np.prod(out_shape)) != int(np.prod(shape)):
             raise ThresherError(f"{self.model.name}: output shape {out_shape} does not match the "
                                 f"last layer's {shape}")
         return IntegerNetwork(input_q, tuple(self.layers), dequant, out_shape,
                               name=self.model.name, host=tuple(self.host))
+
+    def fold_add(self, op: AddOp, inputs):
+        """An add of two integer tensors (``inputs``: their ``(shape, scale, range, layer)``) and
+        the ops after it up to the next MAC layer: an :class:`Add` layer whose thresholds are the
+        quantizer after the sum (:func:`_add_thresholds`). Returns ``(shape, scale, value_range,
+        dequant)`` like :meth:`fold_mac`."""
+        where = f"node {op.node}"
+        (shape, s_a, r_a, i_a), (shape_b, s_b, r_b, i_b) = inputs
+        if tuple(shape) != tuple(shape_b):
+            raise ThresherError(f"{where}: adds tensors of shapes {shape} and {shape_b}")
+        shape = tuple(shape)
+        s_a, s_b = _channel_scales(s_a, shape, where), _channel_scales(s_b, shape, where)
+        shifts = _alignment(s_a, s_b, where)
+        fine = s_b if shifts[0] else s_a
+        segment = self.take_segment()
+        final = self.last_chain and self.pos >= len(self.ops)
+        args = dict(name=op.node, in_shape=shape, out_shape=shape, inputs=(i_a, i_b),
+                    in_ranges=(r_a, r_b), shifts=shifts)
+        last_q = max((i for i, x in enumerate(segment) if isinstance(x, Quantize)), default=None)
+        if last_q is None:
+            if final and not any(isinstance(x, (AvgPoolOp, MaxPoolOp)) for x in segment):
+                layer = Add(**args)
+                self.layers.append(layer)
+                return shape, None, layer.acc_range, Dequant(*self.affine_tail(segment, shape, fine,
+                                                                               None))
+            raise ThresherError(f"{where}: the sum reaches the next layer without a quantizer "
+                                "(an add must be followed by a quantizer, or end the model)")
+        chain_ops = tuple(segment[:last_q])
+        for x in chain_ops:
+            if not isinstance(x, (Elementwise, BatchNorm, Relu, Quantize)):
+                raise ThresherError(f"node {x.node}: {type(x).__name__} between an add and its "
+                                    "quantizer is not supported")
+        q = segment[last_q]
+        after = segment[last_q + 1:]
+        relu_after = bool(after) and isinstance(after[0], Relu)
+        chain = _Chain(chain_ops, q, relu_after, shape)
+        thresholds = _add_thresholds(chain, where, (r_a, r_b), (s_a, s_b), shifts)
+        self.layers.append(Add(**args, activation=thresholds))
+        q_scale = _per_channel(q.scale, shape, q.node)
+        next_scale = q.scale if q.scale.size == 1 else q_scale
+        return self.after_quant(after, shape, next_scale, thresholds.out_range, final)
 
     # input: [Reshape | scalar Mul/Div/Add/Sub]* Quant, then Relu/MaxPool/Reshape until a MAC op
     def fold_input(self, in_shape):

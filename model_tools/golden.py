@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ThresherError
-from .ir import AvgPool, Conv, Dense, IntegerNetwork, MaxPool, Thresholds, check_typed_input
+from .ir import Add, AvgPool, Conv, Dense, IntegerNetwork, MaxPool, Thresholds, check_typed_input
 
 __all__ = ["run", "run_integer", "quantize_input", "check_input", "forward", "apply_thresholds", "dequantize",
-           "host_tail", "finish", "conv2d", "dense", "maxpool2d", "avgpool2d"]
+           "host_tail", "finish", "conv2d", "dense", "maxpool2d", "avgpool2d", "add"]
 
 
 def apply_thresholds(t: Thresholds, v: np.ndarray) -> np.ndarray:
@@ -89,24 +89,50 @@ def avgpool2d(layer: AvgPool, a: np.ndarray) -> np.ndarray:
     return win[:, :, :ho, :wo].sum(axis=(4, 5))
 
 
+def add(layer: Add, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The aligned integer sum ``a * 2^ka + b * 2^kb`` of two (B, *in_shape) tensors."""
+    ka, kb = layer.shifts
+    return (a << ka) + (b << kb)
+
+
 def forward(net: IntegerNetwork, q: np.ndarray, *, keep: bool = False):
-    """Run the integer layers on quantized input ``q``; with ``keep`` return every stage's output."""
-    a = np.asarray(q, dtype=np.int64)
+    """Run the integer layers on quantized input ``q``; with ``keep`` return every stage's output.
+
+    The layers form a graph in topological order (:meth:`IntegerNetwork.sources`); a tensor is
+    dropped once its last reader has run (unless ``keep``), so a chain holds one tensor at a time.
+    """
+    q = np.asarray(q, dtype=np.int64)
+    last_use = {}
+    for i in range(len(net.layers)):
+        for j in net.sources(i):
+            last_use[j] = i
+    live = {-1: q}
     stages = []
-    for layer in net.layers:
-        a = a.reshape((a.shape[0],) + layer.in_shape)   # reshapes between layers are free (C order)
+    a = q
+    for i, layer in enumerate(net.layers):
+        srcs = net.sources(i)
+        # reshapes between layers are free (C order)
+        args = [live[j].reshape((q.shape[0],) + layer.in_shape) for j in srcs]
+        if not keep:
+            for j in set(srcs):
+                if last_use[j] == i:
+                    del live[j]
+        a = args[0]
         if isinstance(layer, Conv):
             a = conv2d(layer, a)
         elif isinstance(layer, Dense):
             a = dense(layer, a)
         elif isinstance(layer, AvgPool):
             a = avgpool2d(layer, a)
+        elif isinstance(layer, Add):
+            a = add(layer, *args)
         else:
             a = maxpool2d(layer, a)
         if not isinstance(layer, MaxPool) and layer.activation is not None:
             a = apply_thresholds(layer.activation, a)
         if keep:
             stages.append(a)
+        live[i] = a
     return stages if keep else a
 
 

@@ -1,10 +1,12 @@
 """Import a QONNX model (as Brevitas exports it) into a flat list of float-domain operations.
 
 The file is cleaned with qonnx's own ``cleanup_model`` (never rewritten by hand), then the graph is
-walked once from its input to its output. The result, :class:`ImportedModel`, is a linear chain of
-small records (``Quantize``, ``Elementwise``, ``BatchNorm``, ``Relu``, ``MatMulOp``, ``ConvOp``,
-``MaxPoolOp``, ``AvgPoolOp``, ``ReshapeOp``) whose constants are numpy arrays: weights are already split into
-integers and scales (:class:`QuantConst`). :mod:`model_tools.fold` turns that chain into the integer
+walked once from its input to its output. The result, :class:`ImportedModel`, is a topologically
+ordered list of small records (``Quantize``, ``Elementwise``, ``BatchNorm``, ``Relu``, ``MatMulOp``,
+``ConvOp``, ``MaxPoolOp``, ``AvgPoolOp``, ``ReshapeOp``, ``AddOp``) whose constants are numpy arrays:
+weights are already split into integers and scales (:class:`QuantConst`). Most models are a linear
+chain; a tensor may also feed several nodes and an ``Add`` of two computed tensors joins two
+branches (residual connections), recorded in ``ImportedModel.inputs``. :mod:`model_tools.fold` turns that chain into the integer
 network. Anything outside the supported set is a :class:`ThresherError` naming the node.
 """
 
@@ -25,6 +27,7 @@ SUPPORTED_OPS = (
     "Quant", "IntQuant", "BipolarQuant", "Conv", "MatMul", "Gemm", "BatchNormalization", "Relu",
     "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean (over H and W)", "Trunc",
     "Reshape", "Flatten", "Transpose (of constants)", "Mul", "Div", "Add", "Sub",
+    "Add of two computed tensors (residual)",
     "Softmax", "LogSoftmax", "Sigmoid", "ArgMax", "TopK",
 )
 
@@ -200,17 +203,28 @@ class ReshapeOp:
     shape: tuple[int, ...]   # the new per-sample shape (batch axis removed)
 
 
+@dataclass(frozen=True)
+class AddOp:
+    """ONNX ``Add`` of two computed tensors (a residual connection); its operands are the ops named by
+    ``ImportedModel.inputs``, in the node's input order."""
+
+    node: str
+
+
 Op = Union[Quantize, Elementwise, BatchNorm, Relu, MatMulOp, ConvOp, MaxPoolOp, AvgPoolOp, ReshapeOp,
-           HostOp]
+           AddOp, HostOp]
 
 
 @dataclass(frozen=True)
 class ImportedModel:
-    """A model as a linear chain of operations on one per-sample tensor.
+    """A model as a topologically ordered list of operations on per-sample tensors.
 
-    ``input_type``: the graph input's integer ``finn_datatype`` (``UINT8``, ``BIPOLAR``, ...; or the
-    one given with ``--input-type``), ``None`` for a float input. ``output_shape`` is the shape of
-    the graph's first output (after any host ops, ``HostOp`` records at the end of ``ops``).
+    ``inputs``: for each op, the indices of the ops whose outputs it reads (-1: the model input), or
+    ``None`` for a linear chain (each op reads the previous one). ``input_type``: the graph input's
+    integer ``finn_datatype`` (``UINT8``, ``BIPOLAR``, ...; or the one given with
+    ``--input-type``), ``None`` for a float input. ``output_shape`` is the shape of the graph's
+    first output (after any host ops, ``HostOp`` records at the end of ``ops``), the output of the
+    last op.
     """
 
     name: str
@@ -218,6 +232,7 @@ class ImportedModel:
     output_shape: tuple[int, ...]
     ops: tuple[Op, ...]
     input_type: str | None = None
+    inputs: tuple[tuple[int, ...], ...] | None = None
 
 
 # -- loading ---------------------------------------------------------------------------------------
@@ -407,36 +422,69 @@ class _Walker:
                     raise ThresherError(f"{self.name}: input datatype {name} is not supported "
                                         "(BIPOLAR, BINARY, UINTn, INTn or float)") from None
                 input_type = name
-        ops = []
+        ops, sources = [], []
         host_node = None        # the first host op (Softmax, ...): only host ops may follow it
-        tensor = inputs[0].name
+        producer = {inputs[0].name: -1}     # computed tensor -> index of the op making it
         end = g.output[0].name
-        while tensor != end:
-            users = self.consumers.get(tensor, [])
-            if len(users) != 1:
-                names = ", ".join(_where(u)[5:] for u in users) or "nothing"
-                raise ThresherError(
-                    f"{self.name}: tensor '{tensor}' feeds {len(users)} nodes ({names}); only a "
-                    "linear chain of layers is supported (no branches or residual connections)")
-            node = users[0]
+        for node in g.node:         # ONNX graphs are topologically sorted (qonnx keeps them so)
             data = [i for i in node.input if i and not self.is_const(i)]
-            if data != [tensor]:
-                raise ThresherError(f"{_where(node)}: combines two computed tensors; only a linear "
-                                    "chain with constant parameters is supported")
+            if not data or end in producer:
+                continue            # constants (weight quantizers, ...), or past the output
+            if any(i not in producer for i in data):
+                missing = next(i for i in data if i not in producer)
+                raise ThresherError(f"{_where(node)}: reads '{missing}', which is not computed from "
+                                    "the model input before it")
+            if len(data) > 1 and (node.op_type != "Add" or len(data) != 2):
+                raise ThresherError(f"{_where(node)}: combines {len(data)} computed tensors; only "
+                                    "an Add of two (a residual connection) is supported")
+            if len(data) == 1 and data[0] == inputs[0].name and \
+                    len(self.consumers.get(data[0], [])) > 1:
+                users = ", ".join(_where(u)[5:] for u in self.consumers[data[0]])
+                raise ThresherError(f"{self.name}: the raw input feeds {users}; it must go through "
+                                    "one quantizer before it branches")
+            src = tuple(producer[i] for i in data)
             if host_node is not None and node.op_type not in HOST_OP_TYPES:
                 raise ThresherError(
                     f"{_where(host_node)}: {host_node.op_type} is supported only at the end of the "
                     f"model (only {', '.join(HOST_OP_TYPES)} may follow it, not {node.op_type}); "
                     f"supported: {', '.join(SUPPORTED_OPS)}")
             if node.op_type in HOST_OP_TYPES:
+                if src != (len(ops) - 1,) or len(self.consumers.get(data[0], [])) != 1:
+                    raise ThresherError(f"{_where(node)}: {node.op_type} is supported only as a "
+                                        "chain at the end of the model")
                 host_node = host_node or node
                 output = list(node.output).index(end) if end in node.output else 0
-                ops.append(self.host_op(node, tensor, output))
-                tensor = node.output[output]
+                ops.append(self.host_op(node, data[0], output))
+                out = node.output[output]
+            elif len(data) == 2:
+                shapes = [self.model.get_tensor_shape(i) for i in data]
+                if shapes[0] != shapes[1]:
+                    raise ThresherError(f"{_where(node)}: adds tensors of shapes {shapes[0]} and "
+                                        f"{shapes[1]}; broadcasting two computed tensors is not "
+                                        "supported")
+                ops.append(AddOp(node.name))
+                out = node.output[0]
             else:
-                ops.append(self.op(node, tensor))
-                tensor = node.output[0]
-        return ImportedModel(self.name, in_shape[1:], out_shape[1:], tuple(ops), input_type)
+                ops.append(self.op(node, data[0]))
+                out = node.output[0]
+            sources.append(src)
+            producer[out] = len(ops) - 1
+        if end not in producer:
+            raise ThresherError(f"{self.name}: the output '{end}' is not computed from the input")
+        if producer[end] != len(ops) - 1 or producer[end] < 0:
+            raise ThresherError(f"{self.name}: the output '{end}' is not the last operation")
+        # every op must lead to the output (no dangling branches)
+        needed = {len(ops) - 1}
+        for k in range(len(ops) - 1, -1, -1):
+            if k in needed:
+                needed.update(j for j in sources[k] if j >= 0)
+        unused = [k for k in range(len(ops)) if k not in needed]
+        if unused:
+            raise ThresherError(f"node {getattr(ops[unused[0]], 'node', '?')}: its output does not reach the model's "
+                                "output")
+        chain = all(src == (k - 1,) for k, src in enumerate(sources))
+        return ImportedModel(self.name, in_shape[1:], out_shape[1:], tuple(ops), input_type,
+                             None if chain else tuple(sources))
 
     def host_op(self, node, tensor, output) -> HostOp:
         """Softmax, LogSoftmax, Sigmoid, ArgMax, TopK: applied by the host after the last layer."""

@@ -19,6 +19,12 @@ Semantics (per sample; tensors are NCHW without the batch axis, channel axis fir
   value 0); the reference's divisor is folded into its optional :class:`Thresholds` (or into the
   output's :class:`Dequant` scale when it is the last stage), so no division ever happens on
   integers.
+* :class:`Add` sums two earlier integer tensors aligned to one scale (``a * 2^ka + b * 2^kb``, one
+  shift 0: a residual connection), then its optional :class:`Thresholds` (the quantizer after the add).
+* Layers form a graph given in topological order: layer ``i`` reads the output of layer ``i - 1``
+  (the input quantizer's for ``i == 0``) unless its ``inputs`` names other earlier layers by index
+  (``-1`` is the input quantizer's output). ``inputs=None`` is that default, so a chain network is
+  written, saved and hashed as before (:meth:`IntegerNetwork.sources`).
 * :class:`Dequant` maps the last stage's integers to the model's float output:
   ``out[c] = scale[c] * v[c] + bias[c]``, then the result is reshaped to ``output_shape``.
 * :class:`HostOp` records (``Softmax``, ``LogSoftmax``, ``Sigmoid``, ``ArgMax``, ``TopK``) follow
@@ -48,7 +54,7 @@ from .errors import ThresherError
 from .files import atomic_write_bytes
 
 __all__ = [
-    "Thresholds", "InputQuantizer", "Conv", "Dense", "MaxPool", "AvgPool", "Dequant", "IntegerNetwork",
+    "Thresholds", "InputQuantizer", "Conv", "Dense", "MaxPool", "AvgPool", "Add", "Dequant", "IntegerNetwork",
     "Layer", "signed_bits", "HostOp", "HOST_OPS", "input_type_range", "identity_thresholds",
     "check_typed_input",
 ]
@@ -244,6 +250,15 @@ def _check_window_shape(layer, channels: int) -> None:
                          f"{layer.stride}, pads {layer.pads} give {want}, not {layer.out_shape}")
 
 
+def _set_inputs(layer) -> None:
+    """Normalise ``layer.inputs`` (``None``: the previous layer) to a tuple of ints."""
+    if layer.inputs is not None:
+        object.__setattr__(layer, "inputs", tuple(int(i) for i in layer.inputs))
+        if any(i < -1 for i in layer.inputs):
+            raise ValueError(f"{layer.name}: input indices must be -1 (the input) or a layer index, "
+                             f"not {layer.inputs}")
+
+
 @dataclass(frozen=True, eq=False)
 class _MACLayer:
     """Common part of :class:`Conv` and :class:`Dense`."""
@@ -326,9 +341,11 @@ class Conv(_MACLayer):
     stride: tuple[int, int] = (1, 1)
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     groups: int = 1
+    inputs: tuple[int, ...] | None = None
 
     def __post_init__(self):
         self._check()
+        _set_inputs(self)
         object.__setattr__(self, "stride", tuple(int(s) for s in self.stride))
         object.__setattr__(self, "pads", tuple(int(p) for p in self.pads))
         object.__setattr__(self, "groups", int(self.groups))
@@ -367,8 +384,11 @@ class Conv(_MACLayer):
 class Dense(_MACLayer):
     """A fully connected layer: ``weights`` (Cout, Cin) on the C-order flattening of the input."""
 
+    inputs: tuple[int, ...] | None = None
+
     def __post_init__(self):
         self._check()
+        _set_inputs(self)
         if self.weights.ndim != 2 or self.weights.shape[1] != int(np.prod(self.in_shape)):
             raise ValueError(f"{self.name}: dense weights {self.weights.shape} do not match input "
                              f"{self.in_shape}")
@@ -387,10 +407,12 @@ class MaxPool:
     stride: tuple[int, int]
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     in_range: tuple[int, int] = (0, 0)
+    inputs: tuple[int, ...] | None = None
 
     def __post_init__(self):
         for f in ("in_shape", "out_shape", "kernel", "stride", "pads", "in_range"):
             object.__setattr__(self, f, tuple(int(d) for d in getattr(self, f)))
+        _set_inputs(self)
 
     @property
     def out_range(self) -> tuple[int, int]:
@@ -425,11 +447,13 @@ class AvgPool:
     in_range: tuple[int, int]
     divisor: int
     activation: Thresholds | None = None
+    inputs: tuple[int, ...] | None = None
 
     def __post_init__(self):
         for f in ("in_shape", "out_shape", "kernel", "stride", "pads", "in_range"):
             object.__setattr__(self, f, tuple(int(d) for d in getattr(self, f)))
         object.__setattr__(self, "divisor", int(self.divisor))
+        _set_inputs(self)
         if len(self.in_shape) != 3 or len(self.out_shape) != 3 or \
                 self.out_shape[0] != self.in_shape[0]:
             raise ValueError(f"{self.name}: average pooling maps (C, H, W) to (C, Ho, Wo), not "
@@ -489,7 +513,86 @@ class AvgPool:
         return int(np.prod(self.out_shape)) * self.fan_in
 
 
-Layer = Union[Conv, Dense, MaxPool, AvgPool]
+@dataclass(frozen=True, eq=False)
+class Add:
+    """The integer sum of two earlier tensors of one shape, aligned to one scale (a residual add).
+
+    ``y = a * 2^shifts[0] + b * 2^shifts[1]`` elementwise, ``a`` and ``b`` the outputs of the layers
+    ``inputs[0]`` and ``inputs[1]`` (reshaped to ``in_shape``). The reference adds ``a * s_a`` and
+    ``b * s_b``; equal scales give shifts (0, 0), a ratio ``s_a / s_b = 2^k`` shifts the coarser
+    input left by ``|k|`` so that ``y`` counts steps of the finer scale. The quantizer after the add
+    (and any batch-norm, ReLU, scaling before it) is folded into ``activation``: thresholds on ``y``.
+    Without an activation (the last stage) ``y`` is output and the finer scale is in the
+    :class:`Dequant`.
+
+    ``in_ranges`` are the two inputs' value ranges; the accumulator range is exact: the sum of the
+    two shifted ranges. Its MACs are the additions (one per output value), it has no parameters.
+    """
+
+    name: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    inputs: tuple[int, ...]
+    in_ranges: tuple[tuple[int, int], tuple[int, int]]
+    shifts: tuple[int, int] = (0, 0)
+    activation: Thresholds | None = None
+
+    def __post_init__(self):
+        for f in ("in_shape", "out_shape", "shifts"):
+            object.__setattr__(self, f, tuple(int(d) for d in getattr(self, f)))
+        object.__setattr__(self, "in_ranges",
+                           tuple((int(lo), int(hi)) for lo, hi in self.in_ranges))
+        if self.inputs is None or len(tuple(self.inputs)) != 2:
+            raise ValueError(f"{self.name}: an add names exactly two input layers, not {self.inputs}")
+        _set_inputs(self)
+        if len(self.in_ranges) != 2 or len(self.shifts) != 2 or min(self.shifts) != 0 or \
+                max(self.shifts) > 32:
+            raise ValueError(f"{self.name}: two input ranges and two shifts (one of them 0) needed, "
+                             f"not {self.in_ranges}, {self.shifts}")
+        if self.in_shape != self.out_shape:
+            raise ValueError(f"{self.name}: an add keeps its shape, not {self.in_shape} -> "
+                             f"{self.out_shape}")
+        if self.activation is not None and self.activation.channels not in (1, self.out_channels):
+            raise ValueError(f"{self.name}: {self.activation.channels} threshold channels "
+                             f"for {self.out_channels} outputs")
+
+    @property
+    def out_channels(self) -> int:
+        return self.in_shape[0]
+
+    #: no stored weights
+    weight_bits = 0
+    bipolar_weights = False
+    params = 0
+    fan_in = 2
+
+    def channel_acc_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Exact bounds of the aligned sum per channel: the sum of both shifted input ranges."""
+        (alo, ahi), (blo, bhi) = self.in_ranges
+        ka, kb = self.shifts
+        lo, hi = (alo << ka) + (blo << kb), (ahi << ka) + (bhi << kb)
+        c = self.out_channels
+        return np.full(c, lo, dtype=np.int64), np.full(c, hi, dtype=np.int64)
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        lo, hi = self.channel_acc_range()
+        return int(min(lo.min(), 0)), int(max(hi.max(), 0))
+
+    @property
+    def acc_bits(self) -> int:
+        return signed_bits(*self.acc_range)
+
+    @property
+    def out_range(self) -> tuple[int, int]:
+        return self.activation.out_range if self.activation is not None else self.acc_range
+
+    @property
+    def macs(self) -> int:
+        return int(np.prod(self.out_shape))
+
+
+Layer = Union[Conv, Dense, MaxPool, AvgPool, Add]
 
 
 @dataclass(frozen=True, eq=False)
@@ -646,6 +749,29 @@ class IntegerNetwork:
             if op.in_shape != shape:
                 raise ValueError(f"host op {op.kind} takes {op.in_shape}, gets {shape}")
             shape = op.out_shape
+        for i, layer in enumerate(self.layers):
+            srcs = self.sources(i)
+            if any(not -1 <= j < i for j in srcs):
+                raise ValueError(f"{layer.name}: inputs {srcs} are not earlier layers (or -1, the "
+                                 "input): layers must be in topological order")
+            if len(srcs) != (2 if isinstance(layer, Add) else 1):
+                raise ValueError(f"{layer.name}: {len(srcs)} inputs for a {type(layer).__name__}")
+            for j in srcs:
+                shape = self.input.out_shape if j < 0 else self.layers[j].out_shape
+                if int(np.prod(shape)) != int(np.prod(layer.in_shape)):
+                    raise ValueError(f"{layer.name}: input {j} of shape {shape} does not fit "
+                                     f"{layer.in_shape}")
+
+    def sources(self, i: int) -> tuple[int, ...]:
+        """Indices of the layers whose outputs layer ``i`` reads (-1: the input quantizer's output);
+        ``(i - 1,)`` unless the layer names its ``inputs``."""
+        inputs = getattr(self.layers[i], "inputs", None)
+        return (i - 1,) if inputs is None else tuple(inputs)
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether every layer reads the previous one (no branches, no adds)."""
+        return all(self.sources(i) == (i - 1,) for i in range(len(self.layers)))
 
     @property
     def result_shape(self) -> tuple[int, ...]:
@@ -701,6 +827,10 @@ class IntegerNetwork:
                     entry[f.name] = put(f"layer{i}.weights", value)
                 elif f.name == "activation":
                     entry[f.name] = thresholds(f"layer{i}.activation", value)
+                elif f.name == "inputs" and value is None:
+                    continue        # the previous layer: chain networks are written as before
+                elif f.name == "in_ranges":
+                    entry[f.name] = [list(r) for r in value]
                 else:
                     entry[f.name] = list(value) if isinstance(value, tuple) else value
             layers.append(entry)
@@ -737,7 +867,7 @@ class IntegerNetwork:
                     return None
                 return Thresholds(arrays[d["values"]], arrays[d["direction"]], d["offset"], d["step"])
 
-            kinds = {"Conv": Conv, "Dense": Dense, "MaxPool": MaxPool, "AvgPool": AvgPool}
+            kinds = {"Conv": Conv, "Dense": Dense, "MaxPool": MaxPool, "AvgPool": AvgPool, "Add": Add}
             layers = []
             for entry in doc["layers"]:
                 entry = dict(entry)

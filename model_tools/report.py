@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import AvgPool, Conv, Dense, IntegerNetwork, MaxPool, bits_for_range
+from .ir import Add, AvgPool, Conv, Dense, IntegerNetwork, MaxPool, bits_for_range
 
 __all__ = ["layer_rows", "format_table", "network_summary"]
 
@@ -39,6 +39,9 @@ def _kind(layer) -> str:
     (kernel / stride; an average pool's divisor, which its thresholds fold in), ``Dense``."""
     if isinstance(layer, Dense):
         return "Dense"
+    if isinstance(layer, Add):
+        ka, kb = layer.shifts
+        return "Add" + (f" (a<<{ka})" if ka else f" (b<<{kb})" if kb else "")
     (kh, kw), (sh, sw) = layer.kernel, layer.stride
     stride = f"{sh}" if sh == sw else f"{sh}x{sw}"
     if isinstance(layer, AvgPool):
@@ -50,44 +53,46 @@ def _kind(layer) -> str:
 
 
 def layer_rows(net: IntegerNetwork) -> list[dict]:
-    """One dict per stage (the input quantizer first) with what a user wants to see."""
+    """One dict per stage (the input quantizer first) with what a user wants to see; ``from``
+    names the stages each layer reads (``input``: the input quantizer)."""
     t = net.input.thresholds
     typed = net.input.input_type
     rows = [{
         "layer": "input", "kind": f"{typed} (no quantizer)" if typed else "Quant",
         "in": _shape(net.input.in_shape),
-        "out": _shape(net.input.out_shape), "w_bits": "-", "a_bits": _bits(*t.out_range),
+        "from": "-", "out": _shape(net.input.out_shape), "w_bits": "-", "a_bits": _bits(*t.out_range),
         "macs": 0, "params": 0, "acc": "-",
         "thresholds": (f"identity ({t.levels} on the raw {typed} value)" if typed
                        else f"{t.channels}x{t.levels} (float32 on raw input)"),
     }]
-    for layer in net.layers:
+    for i, layer in enumerate(net.layers):
+        source = ", ".join("input" if j < 0 else net.layers[j].name for j in net.sources(i))
         if isinstance(layer, MaxPool):
             rows.append({"layer": layer.name, "kind": f"MaxPool {layer.kernel[0]}x{layer.kernel[1]}",
-                         "in": _shape(layer.in_shape), "out": _shape(layer.out_shape),
+                         "from": source, "in": _shape(layer.in_shape), "out": _shape(layer.out_shape),
                          "w_bits": "-", "a_bits": _bits(*layer.out_range), "macs": 0, "params": 0,
                          "acc": "-", "thresholds": "-"})
             continue
         kind = _kind(layer)
         lo, hi = layer.acc_range
         rows.append({
-            "layer": layer.name, "kind": kind, "in": _shape(layer.in_shape),
+            "layer": layer.name, "kind": kind, "from": source, "in": _shape(layer.in_shape),
             "out": _shape(layer.out_shape),
-            "w_bits": "-" if isinstance(layer, AvgPool) else
+            "w_bits": "-" if isinstance(layer, (AvgPool, Add)) else
             "bipolar" if layer.bipolar_weights else f"s{layer.weight_bits}",
             "a_bits": _bits(*layer.out_range) if layer.activation is not None else "-",
             "macs": layer.macs, "params": layer.params,
             "acc": f"s{layer.acc_bits} [{lo}, {hi}]", "thresholds": _threshold_text(layer),
         })
     for op in net.host:     # after the dequantization, on the host
-        rows.append({"layer": "host", "kind": op.kind, "in": _shape(op.in_shape),
+        rows.append({"layer": "host", "kind": op.kind, "from": "-", "in": _shape(op.in_shape),
                      "out": _shape(op.out_shape), "w_bits": "-",
                      "a_bits": "int64" if op.integer_output else "float32", "macs": 0,
                      "params": 0, "acc": "-", "thresholds": op.describe()})
     return rows
 
 
-_COLUMNS = [("layer", "layer"), ("kind", "kind"), ("in", "in"), ("out", "out"),
+_COLUMNS = [("layer", "layer"), ("kind", "kind"), ("from", "from"), ("in", "in"), ("out", "out"),
             ("w_bits", "weights"), ("a_bits", "act out"), ("macs", "MACs"), ("params", "params"),
             ("acc", "accumulator"), ("thresholds", "thresholds")]
 

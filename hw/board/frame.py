@@ -157,8 +157,12 @@ def network_hash(network) -> int:
     put(network.input.in_shape, network.input.out_shape)
     thresholds(network.input.thresholds)
     put("input_type", network.input.input_type)
-    for layer in network.layers:
+    for i, layer in enumerate(network.layers):
         put(type(layer).__name__, layer.in_shape, layer.out_shape)
+        if network.sources(i) != (i - 1,):   # a graph's wiring; chains keep their hashes
+            put("inputs", network.sources(i))
+        if getattr(layer, "shifts", (0, 0)) != (0, 0):    # an add's alignment
+            put("shifts", layer.shifts)
         if hasattr(layer, "weights"):
             put(layer.weights)
         if hasattr(layer, "activation") and type(layer).__name__ != "MaxPool":

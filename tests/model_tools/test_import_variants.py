@@ -522,6 +522,10 @@ for _w, _a in ((1, 1), (1, 2), (2, 2)):
     VARIANTS[f"tfc_w{_w}a{_a}"] = dict(build=_tfc(_w, _a), kind="unit")
 
 
+# a residual add of two integer tensors quantized by one shared quantizer (the graph import)
+VARIANTS["residual_add"] = dict(build=lambda: _residual_shared_quant())
+
+
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_variant_matches_qonnx(name, tmp_path):
     spec = VARIANTS[name]
@@ -552,12 +556,23 @@ class ChannelMean(nn.Module):
 
 
 class Residual(nn.Module):
-    def __init__(self):
+    """``a(q(b(c(x))) + x)``: with ``shared`` (the quantizer that made ``x``) as ``q`` both operands of
+    the add are integer tensors of one scale (supported, see ``VARIANTS["residual_add"]``);
+    without it the branch adds a float batch-norm output (refused, naming the Add)."""
+
+    def __init__(self, shared=None):
         super().__init__()
         self.c, self.b, self.a = conv(4, 4, 3, padding=1), BN2(4), relu_q(3)
+        self.q = shared
 
     def forward(self, x):
-        return self.a(self.b(self.c(x)) + x)
+        y = self.b(self.c(x))
+        return self.a((self.q(y) if self.q is not None else y) + x)
+
+
+def _residual_shared_quant():
+    q = relu_q(3)
+    return S(div255(), in_q(), conv(1, 4, 3), BN2(4), q, Residual(q), Flat(), lin(144, 4))
 
 
 OUT_OF_SCOPE = {
@@ -589,9 +604,9 @@ OUT_OF_SCOPE = {
     "per_channel_preprocessing": (lambda: S(
         PerChannelNorm(), in_q(), conv(3, 4, 3), BN2(4), relu_q(3), Flat(), lin(144, 4)),
         (1, 3, 8, 8), "Sub"),
-    "residual_add": (lambda: S(
+    "residual_add_of_unquantized_branch": (lambda: S(
         div255(), in_q(), conv(1, 4, 3), BN2(4), relu_q(3), Residual(), Flat(), lin(144, 4)),
-        (1, 1, 8, 8), "Quant"),
+        (1, 1, 8, 8), "Add"),
     # A layer whose input has one scale per channel has no exact integer accumulator
     # (sum_k w[c,k] * s_a[k] * a[k]): the method needs one input scale per tensor.
     "per_channel_act_scale_into_final_layer": (lambda: S(
