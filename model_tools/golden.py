@@ -10,23 +10,18 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ThresherError
-from .ir import Add, AvgPool, Conv, Dense, IntegerNetwork, MaxPool, Thresholds, check_typed_input
+from .ir import (  # noqa: F401  (_pad, _windows: moved beside the kinds, the old names stay)
+    Add, AvgPool, Conv, Dense, IntegerNetwork, MaxPool, Thresholds, _pad, _windows,
+    check_typed_input)
 
 __all__ = ["run", "run_integer", "quantize_input", "check_input", "forward", "apply_thresholds", "dequantize",
            "host_tail", "finish", "conv2d", "dense", "maxpool2d", "avgpool2d", "add"]
 
 
 def apply_thresholds(t: Thresholds, v: np.ndarray) -> np.ndarray:
-    """Multi-threshold activation of ``v`` (B, C, ...) along channel axis 1; returns int64 values."""
-    out = np.empty(v.shape, dtype=np.int64)
-    per_channel = t.channels > 1
-    for c in range(v.shape[1] if per_channel else 1):
-        sel = (slice(None), c) if per_channel else (slice(None),)
-        x = v[sel] * t.direction[c] if t.direction[c] < 0 else v[sel]
-        # count of thresholds <= x, i.e. #{j : x >= T[j]} (thresholds ascending)
-        count = np.searchsorted(t.values[c], x, side="right")
-        out[sel] = t.offset + t.step * count
-    return out
+    """Multi-threshold activation of ``v`` (B, C, ...) along channel axis 1; returns int64 values
+    (:meth:`Thresholds.apply <model_tools.ir.Thresholds.apply>`)."""
+    return t.apply(v)
 
 
 def quantize_input(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
@@ -36,68 +31,39 @@ def quantize_input(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
     return q.reshape((x.shape[0],) + net.input.out_shape)
 
 
-def _pad(a: np.ndarray, pads, value) -> np.ndarray:
-    top, left, bottom, right = pads
-    if not any(pads):
-        return a
-    return np.pad(a, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
-
-
-def _windows(a: np.ndarray, kernel, stride) -> np.ndarray:
-    """(B, C, H, W) -> (B, C, Ho, Wo, kh, kw) view of every window."""
-    kh, kw = kernel
-    sh, sw = stride
-    win = np.lib.stride_tricks.sliding_window_view(a, (kh, kw), axis=(2, 3))
-    return win[:, :, ::sh, ::sw]
-
+# Each kind's integer function lives beside its definition in ``model_tools.ir`` (``accumulate``);
+# these names are kept for the code and tests that call them directly.
 
 def conv2d(layer: Conv, a: np.ndarray) -> np.ndarray:
     """Integer convolution, (B, Cin, H, W) -> accumulators (B, Cout, Ho, Wo); grouped convolutions
     (``layer.groups``) contract each group's input channels with its own output channels only."""
-    win = _windows(_pad(a, layer.pads, 0), layer.kernel, layer.stride)
-    ho, wo = layer.out_shape[1:]
-    win = win[:, :, :ho, :wo]
-    g = layer.groups
-    cin_g, cout_g = layer.in_shape[0] // g, layer.out_channels // g
-    parts = []
-    for k in range(g):
-        # (B, Cin/g, Ho, Wo, kh, kw) x (Cout/g, Cin/g, kh, kw) -> (B, Ho, Wo, Cout/g)
-        parts.append(np.tensordot(win[:, k * cin_g:(k + 1) * cin_g],
-                                  layer.weights[k * cout_g:(k + 1) * cout_g],
-                                  axes=([1, 4, 5], [1, 2, 3])))
-    y = parts[0] if g == 1 else np.concatenate(parts, axis=3)
-    return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+    return layer.accumulate(a)
 
 
 def dense(layer: Dense, a: np.ndarray) -> np.ndarray:
     """Integer matrix-vector product on the C-order flattening of each sample."""
-    return a.reshape(a.shape[0], -1) @ layer.weights.T
+    return layer.accumulate(a)
 
 
 def maxpool2d(layer: MaxPool, a: np.ndarray) -> np.ndarray:
     """Max pooling of integer activations; padding is the dtype's minimum, so it never wins."""
-    padded = _pad(a, layer.pads, np.iinfo(np.int64).min)
-    win = _windows(padded, layer.kernel, layer.stride)
-    ho, wo = layer.out_shape[1:]
-    return win[:, :, :ho, :wo].max(axis=(4, 5))
+    return layer.accumulate(a)
 
 
 def avgpool2d(layer: AvgPool, a: np.ndarray) -> np.ndarray:
     """Integer window sums of average pooling (zero padding), (B, C, H, W) -> (B, C, Ho, Wo)."""
-    win = _windows(_pad(a, layer.pads, 0), layer.kernel, layer.stride)
-    ho, wo = layer.out_shape[1:]
-    return win[:, :, :ho, :wo].sum(axis=(4, 5))
+    return layer.accumulate(a)
 
 
 def add(layer: Add, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The aligned integer sum ``a * 2^ka + b * 2^kb`` of two (B, *in_shape) tensors."""
-    ka, kb = layer.shifts
-    return (a << ka) + (b << kb)
+    return layer.accumulate(a, b)
 
 
 def forward(net: IntegerNetwork, q: np.ndarray, *, keep: bool = False):
     """Run the integer layers on quantized input ``q``; with ``keep`` return every stage's output.
 
+    Each layer runs its own golden step (``layer.golden``, beside its kind in ``model_tools.ir``).
     The layers form a graph in topological order (:meth:`IntegerNetwork.sources`); a tensor is
     dropped once its last reader has run (unless ``keep``), so a chain holds one tensor at a time.
     """
@@ -111,25 +77,12 @@ def forward(net: IntegerNetwork, q: np.ndarray, *, keep: bool = False):
     a = q
     for i, layer in enumerate(net.layers):
         srcs = net.sources(i)
-        # reshapes between layers are free (C order)
-        args = [live[j].reshape((q.shape[0],) + layer.in_shape) for j in srcs]
+        args = [live[j] for j in srcs]      # reshapes between layers are free (C order)
         if not keep:
             for j in set(srcs):
                 if last_use[j] == i:
                     del live[j]
-        a = args[0]
-        if isinstance(layer, Conv):
-            a = conv2d(layer, a)
-        elif isinstance(layer, Dense):
-            a = dense(layer, a)
-        elif isinstance(layer, AvgPool):
-            a = avgpool2d(layer, a)
-        elif isinstance(layer, Add):
-            a = add(layer, *args)
-        else:
-            a = maxpool2d(layer, a)
-        if not isinstance(layer, MaxPool) and layer.activation is not None:
-            a = apply_thresholds(layer.activation, a)
+        a = layer.golden(*args)
         if keep:
             stages.append(a)
         live[i] = a

@@ -46,7 +46,7 @@ import json
 import re
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple, Union
 
 import numpy as np
 
@@ -56,7 +56,7 @@ from .files import atomic_write_bytes
 __all__ = [
     "Thresholds", "InputQuantizer", "Conv", "Dense", "MaxPool", "AvgPool", "Add", "Dequant", "IntegerNetwork",
     "Layer", "signed_bits", "HostOp", "HOST_OPS", "input_type_range", "identity_thresholds",
-    "check_typed_input",
+    "check_typed_input", "LAYER_KINDS", "range_text",
 ]
 
 
@@ -145,6 +145,150 @@ class Thresholds:
         """Bits of the count ``0 .. levels`` that a comparator bank produces."""
         return max(1, int(self.levels).bit_length())
 
+    def apply(self, v: np.ndarray) -> np.ndarray:
+        """The activation of ``v`` (B, C, ...) along channel axis 1, as int64 values (the golden
+        step every thresholded stage ends with)."""
+        out = np.empty(v.shape, dtype=np.int64)
+        per_channel = self.channels > 1
+        for c in range(v.shape[1] if per_channel else 1):
+            sel = (slice(None), c) if per_channel else (slice(None),)
+            x = v[sel] * self.direction[c] if self.direction[c] < 0 else v[sel]
+            # count of thresholds <= x, i.e. #{j : x >= T[j]} (thresholds ascending)
+            count = np.searchsorted(self.values[c], x, side="right")
+            out[sel] = self.offset + self.step * count
+        return out
+
+    def text(self, acc_lo: np.ndarray, acc_hi: np.ndarray) -> str:
+        """``CxL`` for reports, with how many channels compare negated values and how many are
+        constant over the per-channel input bounds ``acc_lo .. acc_hi`` (shape (C,) each)."""
+        neg = int((self.direction < 0).sum())
+        v_lo = np.where(self.direction > 0, acc_lo, -acc_hi)[:, None]
+        v_hi = np.where(self.direction > 0, acc_hi, -acc_lo)[:, None]
+        const = int(((self.values <= v_lo) | (self.values > v_hi)).all(axis=1).sum()) \
+            if self.levels else self.channels
+        extras = [f"{neg} neg"] if neg else []
+        if const:
+            extras.append(f"{const} const")
+        return f"{self.channels}x{self.levels}" + (f" ({', '.join(extras)})" if extras else "")
+
+
+# -- what every kind carries beside its definition: golden step, info row, fingerprint -----------
+
+_ALWAYS = object()      # FingerprintField.unless: never left out
+
+
+class FingerprintField(NamedTuple):
+    """One entry of a kind's fingerprint: the attribute ``name`` (a dataclass field or a property),
+    preceded by the name itself when ``tagged``, and left out when its value equals ``unless`` (how
+    fields added later with a neutral default kept the hashes of the networks before them)."""
+
+    name: str
+    tagged: bool = False
+    unless: object = _ALWAYS
+
+
+class _Fingerprinted:
+    """Mixin for a fingerprinted dataclass: ``_FINGERPRINT`` lists, in hashing order, what
+    identifies an object of the kind; ``FINGERPRINT_EXCLUDED`` maps every other dataclass field to
+    the reason it is left out. A test checks that no field is in neither, so that a new field cannot
+    be silently left out of :func:`hw.board.frame.network_hash`."""
+
+    _FINGERPRINT: tuple = ()
+    FINGERPRINT_EXCLUDED: dict = {}
+
+    def _fingerprint_head(self) -> tuple:
+        """Items hashed before the fields: the kind's name."""
+        return (type(self).__name__,)
+
+    @classmethod
+    def fingerprint_fields(cls) -> tuple[str, ...]:
+        """The names of the fields (and properties) that identify an object of this kind."""
+        return tuple(f.name for f in cls._FINGERPRINT)
+
+    def fingerprint(self, index: int | None = None) -> tuple:
+        """The items that identify this object, in hashing order: arrays, tuples, numbers, strings,
+        ``None``; a :class:`Thresholds` as its values, direction, offset and step. ``index`` is a
+        layer's position in its network: ``inputs=None`` and ``(index - 1,)`` both mean the previous
+        layer and are both left out (chains hash as before graphs existed)."""
+        items = list(self._fingerprint_head())
+        for f in self._FINGERPRINT:
+            value, unless = getattr(self, f.name), f.unless
+            if f.name == "inputs":
+                value = (index - 1,) if value is None else tuple(value)
+                unless = (index - 1,)
+            if unless is not _ALWAYS and value == unless:
+                continue
+            if f.tagged:
+                items.append(f.name)
+            if isinstance(value, Thresholds):
+                items += [value.values, value.direction, value.offset, value.step]
+            else:
+                items.append(value)
+        return tuple(items)
+
+
+#: Why a layer's ``name`` is not in its fingerprint.
+_NAME_REASON = "a label for reports; renaming a layer does not change what it computes"
+#: Why a layer's ``in_range`` is not: it bounds, it does not compute.
+_IN_RANGE_REASON = ("a bound on the input values, used to size accumulators; the results do not "
+                    "depend on it, and the stages that produce those values are fingerprinted")
+
+
+def range_text(lo: int, hi: int) -> str:
+    """``u2``, ``s14``: the narrowest integer type holding ``[lo, hi]``, as reports show it."""
+    bits, signed = bits_for_range(lo, hi)
+    return f"{'s' if signed else 'u'}{bits}"
+
+
+def _stride_text(stride) -> str:
+    sh, sw = stride
+    return f"{sh}" if sh == sw else f"{sh}x{sw}"
+
+
+class _Stage(_Fingerprinted):
+    """Mixin for an integer layer kind: :meth:`golden` runs ``accumulate`` (the kind's own integer
+    function on a batch) and then the optional thresholds; ``arity`` is how many earlier tensors it
+    reads."""
+
+    arity = 1
+
+    def golden(self, *inputs: np.ndarray) -> np.ndarray:
+        """The stage's output on a batch: each input ``(B, ...)`` is reshaped (C order) to
+        ``(B, *in_shape)``, combined by the kind's ``accumulate``, then thresholded if the stage
+        has an activation. Integer only (int64)."""
+        if len(inputs) != self.arity:
+            raise ValueError(f"{self.name}: {len(inputs)} inputs for a {type(self).__name__}")
+        args = [np.asarray(a, dtype=np.int64) for a in inputs]
+        args = [a.reshape((a.shape[0],) + self.in_shape) for a in args]
+        y = self.accumulate(*args)
+        return y if self.activation is None else self.activation.apply(y)
+
+    def _accumulator_row(self, kind: str, w_bits: str) -> dict:
+        """The ``info`` row of a stage with an accumulator (all but max pooling)."""
+        lo, hi = self.acc_range
+        t = self.activation
+        return {"kind": kind, "w_bits": w_bits,
+                "a_bits": range_text(*self.out_range) if t is not None else "-",
+                "macs": self.macs, "params": self.params, "acc": f"s{self.acc_bits} [{lo}, {hi}]",
+                "thresholds": "- (raw accumulators out)" if t is None
+                else t.text(*self.channel_acc_range())}
+
+
+def _pad(a: np.ndarray, pads, value) -> np.ndarray:
+    """(B, C, H, W) padded by ``pads`` (top, left, bottom, right) with ``value``."""
+    top, left, bottom, right = pads
+    if not any(pads):
+        return a
+    return np.pad(a, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=value)
+
+
+def _windows(a: np.ndarray, kernel, stride) -> np.ndarray:
+    """(B, C, H, W) -> (B, C, Ho, Wo, kh, kw) view of every window."""
+    kh, kw = kernel
+    sh, sw = stride
+    win = np.lib.stride_tricks.sliding_window_view(a, (kh, kw), axis=(2, 3))
+    return win[:, :, ::sh, ::sw]
+
 
 # -- typed inputs ----------------------------------------------------------------------------------
 
@@ -193,7 +337,7 @@ def check_typed_input(name: str, x: np.ndarray) -> None:
 
 
 @dataclass(frozen=True, eq=False)
-class InputQuantizer:
+class InputQuantizer(_Fingerprinted):
     """Raw model input (float32) to integer activations, by float32 thresholds.
 
     The thresholds apply per channel (axis 0 of ``in_shape``) or to every value (C == 1). The
@@ -221,6 +365,12 @@ class InputQuantizer:
     @property
     def out_range(self) -> tuple[int, int]:
         return self.thresholds.out_range
+
+    _FINGERPRINT = (FingerprintField("in_shape"), FingerprintField("out_shape"),
+                    FingerprintField("thresholds"), FingerprintField("input_type", tagged=True))
+
+    def _fingerprint_head(self) -> tuple:
+        return ()
 
     def integer_thresholds(self, lo: int, hi: int) -> Thresholds:
         """The same quantizer for raw inputs known to be integers in ``[lo, hi]`` (e.g. 0..255 pixels).
@@ -260,7 +410,7 @@ def _set_inputs(layer) -> None:
 
 
 @dataclass(frozen=True, eq=False)
-class _MACLayer:
+class _MACLayer(_Stage):
     """Common part of :class:`Conv` and :class:`Dense`."""
 
     name: str
@@ -326,6 +476,16 @@ class _MACLayer:
     def macs(self) -> int:
         return int(np.prod(self.out_shape)) * self.fan_in
 
+    FINGERPRINT_EXCLUDED = {
+        "name": _NAME_REASON,
+        "in_range": _IN_RANGE_REASON,
+        "weight_bits": "the declared weight width; the weights themselves are fingerprinted, and a "
+                       "width changes how they are stored, not what the layer computes",
+    }
+
+    def _weight_text(self) -> str:
+        return "bipolar" if self.bipolar_weights else f"s{self.weight_bits}"
+
 
 @dataclass(frozen=True, eq=False)
 class Conv(_MACLayer):
@@ -357,6 +517,39 @@ class Conv(_MACLayer):
             raise ValueError(f"{self.name}: weights {self.weights.shape} with groups={g} do not "
                              f"match input {self.in_shape}")
         _check_window_shape(self, self.out_channels)
+
+    _FINGERPRINT = (FingerprintField("in_shape"), FingerprintField("out_shape"),
+                    FingerprintField("inputs", tagged=True), FingerprintField("weights"),
+                    FingerprintField("activation"), FingerprintField("stride"),
+                    FingerprintField("pads"), FingerprintField("kernel"),
+                    FingerprintField("groups", tagged=True, unless=1))
+
+    def accumulate(self, a: np.ndarray) -> np.ndarray:
+        """Integer convolution, (B, Cin, H, W) -> accumulators (B, Cout, Ho, Wo); a grouped
+        convolution contracts each group's input channels with its own output channels only."""
+        win = _windows(_pad(a, self.pads, 0), self.kernel, self.stride)
+        ho, wo = self.out_shape[1:]
+        win = win[:, :, :ho, :wo]
+        g = self.groups
+        cin_g, cout_g = self.in_shape[0] // g, self.out_channels // g
+        parts = []
+        for k in range(g):
+            # (B, Cin/g, Ho, Wo, kh, kw) x (Cout/g, Cin/g, kh, kw) -> (B, Ho, Wo, Cout/g)
+            parts.append(np.tensordot(win[:, k * cin_g:(k + 1) * cin_g],
+                                      self.weights[k * cout_g:(k + 1) * cout_g],
+                                      axes=([1, 4, 5], [1, 2, 3])))
+        y = parts[0] if g == 1 else np.concatenate(parts, axis=3)
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2))
+
+    def describe(self) -> dict:
+        """The ``info`` row: kind ``Conv 3x3/1`` (kernel / stride), ``depthwise`` or ``groups G``."""
+        (kh, kw) = self.kernel
+        kind = f"Conv {kh}x{kw}/{_stride_text(self.stride)}"
+        if self.groups == self.in_shape[0] and self.groups > 1:
+            kind += " depthwise"
+        elif self.groups > 1:
+            kind += f" groups {self.groups}"
+        return self._accumulator_row(kind, self._weight_text())
 
     @property
     def kernel(self) -> tuple[int, int]:
@@ -395,9 +588,21 @@ class Dense(_MACLayer):
 
     _padded = False
 
+    _FINGERPRINT = (FingerprintField("in_shape"), FingerprintField("out_shape"),
+                    FingerprintField("inputs", tagged=True), FingerprintField("weights"),
+                    FingerprintField("activation"))
+
+    def accumulate(self, a: np.ndarray) -> np.ndarray:
+        """Integer matrix-vector product on the C-order flattening of each sample."""
+        return a.reshape(a.shape[0], -1) @ self.weights.T
+
+    def describe(self) -> dict:
+        """The ``info`` row: kind ``Dense``."""
+        return self._accumulator_row("Dense", self._weight_text())
+
 
 @dataclass(frozen=True, eq=False)
-class MaxPool:
+class MaxPool(_Stage):
     """Max pooling of integer activation values; ``pads`` (top, left, bottom, right) never win."""
 
     name: str
@@ -422,9 +627,26 @@ class MaxPool:
     params = 0
     activation = None
 
+    _FINGERPRINT = (FingerprintField("in_shape"), FingerprintField("out_shape"),
+                    FingerprintField("inputs", tagged=True), FingerprintField("stride"),
+                    FingerprintField("pads"), FingerprintField("kernel"))
+    FINGERPRINT_EXCLUDED = {"name": _NAME_REASON, "in_range": _IN_RANGE_REASON}
+
+    def accumulate(self, a: np.ndarray) -> np.ndarray:
+        """Max pooling of integer activations; padding is the dtype's minimum, so it never wins."""
+        win = _windows(_pad(a, self.pads, np.iinfo(np.int64).min), self.kernel, self.stride)
+        ho, wo = self.out_shape[1:]
+        return win[:, :, :ho, :wo].max(axis=(4, 5))
+
+    def describe(self) -> dict:
+        """The ``info`` row: kind ``MaxPool 2x2``; no weights, accumulator or thresholds."""
+        return {"kind": f"MaxPool {self.kernel[0]}x{self.kernel[1]}", "w_bits": "-",
+                "a_bits": range_text(*self.out_range), "macs": 0, "params": 0, "acc": "-",
+                "thresholds": "-"}
+
 
 @dataclass(frozen=True, eq=False)
-class AvgPool:
+class AvgPool(_Stage):
     """Average pooling as an exact integer window sum, per channel.
 
     ``y[c, oh, ow] = sum over the kh x kw window of a[c, ...]`` with zero padding (``pads`` top,
@@ -512,9 +734,29 @@ class AvgPool:
     def macs(self) -> int:
         return int(np.prod(self.out_shape)) * self.fan_in
 
+    _FINGERPRINT = (FingerprintField("in_shape"), FingerprintField("out_shape"),
+                    FingerprintField("inputs", tagged=True), FingerprintField("activation"),
+                    FingerprintField("stride"), FingerprintField("pads"),
+                    FingerprintField("kernel"), FingerprintField("groups", tagged=True, unless=1),
+                    FingerprintField("divisor", tagged=True))
+    FINGERPRINT_EXCLUDED = {"name": _NAME_REASON, "in_range": _IN_RANGE_REASON}
+
+    def accumulate(self, a: np.ndarray) -> np.ndarray:
+        """Integer window sums (zero padding), (B, C, H, W) -> (B, C, Ho, Wo)."""
+        win = _windows(_pad(a, self.pads, 0), self.kernel, self.stride)
+        ho, wo = self.out_shape[1:]
+        return win[:, :, :ho, :wo].sum(axis=(4, 5))
+
+    def describe(self) -> dict:
+        """The ``info`` row: kind ``AvgPool 2x2/2 /4`` (kernel / stride, and the divisor that its
+        thresholds fold in)."""
+        (kh, kw) = self.kernel
+        return self._accumulator_row(f"AvgPool {kh}x{kw}/{_stride_text(self.stride)} "
+                                     f"/{self.divisor}", "-")
+
 
 @dataclass(frozen=True, eq=False)
-class Add:
+class Add(_Stage):
     """The integer sum of two earlier tensors of one shape, aligned to one scale (a residual add).
 
     ``y = a * 2^shifts[0] + b * 2^shifts[1]`` elementwise, ``a`` and ``b`` the outputs of the layers
@@ -591,8 +833,32 @@ class Add:
     def macs(self) -> int:
         return int(np.prod(self.out_shape))
 
+    arity = 2
+    _FINGERPRINT = (FingerprintField("in_shape"), FingerprintField("out_shape"),
+                    FingerprintField("inputs", tagged=True),
+                    FingerprintField("shifts", tagged=True, unless=(0, 0)),
+                    FingerprintField("activation"))
+    FINGERPRINT_EXCLUDED = {
+        "name": _NAME_REASON,
+        "in_ranges": "bounds on the two inputs, used to size the sum; the results do not depend "
+                     "on them, and the stages that produce the inputs are fingerprinted",
+    }
+
+    def accumulate(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """The aligned integer sum ``a * 2^ka + b * 2^kb`` of two (B, *in_shape) tensors."""
+        ka, kb = self.shifts
+        return (a << ka) + (b << kb)
+
+    def describe(self) -> dict:
+        """The ``info`` row: kind ``Add``, ``Add (a<<k)`` or ``Add (b<<k)`` (the shifted input)."""
+        ka, kb = self.shifts
+        kind = "Add" + (f" (a<<{ka})" if ka else f" (b<<{kb})" if kb else "")
+        return self._accumulator_row(kind, "-")
+
 
 Layer = Union[Conv, Dense, MaxPool, AvgPool, Add]
+#: Every integer layer kind (what :data:`Layer` names), for code that iterates the kinds.
+LAYER_KINDS = (Conv, Dense, MaxPool, AvgPool, Add)
 
 
 @dataclass(frozen=True, eq=False)
@@ -664,7 +930,7 @@ HOST_OPS = {
 
 
 @dataclass(frozen=True, eq=False)
-class HostOp:
+class HostOp(_Fingerprinted):
     """One operation the host applies after :class:`Dequant` (see :data:`HOST_OPS`).
 
     Attributes
@@ -706,6 +972,13 @@ class HostOp:
         if not 1 <= self.axis <= len(self.in_shape):
             raise ValueError(f"{self.kind}: axis {self.axis} is not a per-sample axis of "
                              f"{self.in_shape}")
+
+    _FINGERPRINT = tuple(FingerprintField(name) for name in (
+        "kind", "in_shape", "out_shape", "axis", "keepdims", "select_last_index", "k", "largest",
+        "output", "flatten"))
+
+    def _fingerprint_head(self) -> tuple:
+        return ("host",)
 
     @property
     def integer_output(self) -> bool:
@@ -754,7 +1027,7 @@ class IntegerNetwork:
             if any(not -1 <= j < i for j in srcs):
                 raise ValueError(f"{layer.name}: inputs {srcs} are not earlier layers (or -1, the "
                                  "input): layers must be in topological order")
-            if len(srcs) != (2 if isinstance(layer, Add) else 1):
+            if len(srcs) != layer.arity:
                 raise ValueError(f"{layer.name}: {len(srcs)} inputs for a {type(layer).__name__}")
             for j in srcs:
                 shape = self.input.out_shape if j < 0 else self.layers[j].out_shape
@@ -767,6 +1040,31 @@ class IntegerNetwork:
         ``(i - 1,)`` unless the layer names its ``inputs``."""
         inputs = getattr(self.layers[i], "inputs", None)
         return (i - 1,) if inputs is None else tuple(inputs)
+
+    #: Network fields that :meth:`fingerprint` leaves out, and why.
+    FINGERPRINT_EXCLUDED = {
+        "output": "the host-side float scale and bias of the last stage's integers: the board "
+                  "returns the integers and the host dequantizes them itself",
+        "output_shape": "the host's reshape of the dequantized output; the last stage's shape is "
+                        "fingerprinted",
+        "name": "a label; renaming a network does not change what it computes",
+    }
+
+    @classmethod
+    def fingerprint_fields(cls) -> tuple[str, ...]:
+        """The fields that identify a network (each by its own fingerprint)."""
+        return ("input", "layers", "host")
+
+    def fingerprint(self) -> tuple:
+        """The items that identify the network, in hashing order: the input quantizer's, each
+        layer's (with its wiring) and each host op's (:func:`hw.board.frame.network_hash` hashes
+        them)."""
+        items = list(self.input.fingerprint())
+        for i, layer in enumerate(self.layers):
+            items += layer.fingerprint(i)
+        for op in self.host:
+            items += op.fingerprint()
+        return tuple(items)
 
     @property
     def is_chain(self) -> bool:
@@ -867,7 +1165,7 @@ class IntegerNetwork:
                     return None
                 return Thresholds(arrays[d["values"]], arrays[d["direction"]], d["offset"], d["step"])
 
-            kinds = {"Conv": Conv, "Dense": Dense, "MaxPool": MaxPool, "AvgPool": AvgPool, "Add": Add}
+            kinds = {kind.__name__: kind for kind in LAYER_KINDS}
             layers = []
             for entry in doc["layers"]:
                 entry = dict(entry)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
+from .ir import Conv, Dense, IntegerNetwork, bits_for_range
 
-from .ir import Add, AvgPool, Conv, Dense, IntegerNetwork, MaxPool, bits_for_range
-
-__all__ = ["layer_rows", "format_table", "network_summary"]
+__all__ = ["layer_rows", "format_table", "network_summary", "table_columns", "skip_connections"]
 
 
 def _shape(s) -> str:
@@ -19,73 +17,61 @@ def _bits(lo, hi) -> str:
 
 
 def _threshold_text(layer) -> str:
-    t = layer.activation
-    if t is None:
-        return "- (raw accumulators out)"
-    neg = int((t.direction < 0).sum())
-    lo, hi = layer.channel_acc_range()
-    v_lo = np.where(t.direction > 0, lo, -hi)[:, None]
-    v_hi = np.where(t.direction > 0, hi, -lo)[:, None]
-    const = int(((t.values <= v_lo) | (t.values > v_hi)).all(axis=1).sum()) if t.levels else t.channels
-    text = f"{t.channels}x{t.levels}"
-    extras = [f"{neg} neg"] if neg else []
-    if const:
-        extras.append(f"{const} const")
-    return text + (f" ({', '.join(extras)})" if extras else "")
+    """The thresholds column of an accumulator stage (its kind's :meth:`describe`)."""
+    return layer.describe()["thresholds"]
 
 
 def _kind(layer) -> str:
-    """``Conv 3x3/1``, ``Conv 3x3/1 depthwise``, ``Conv 3x3/1 groups 2``, ``AvgPool 2x2/2 /4``
-    (kernel / stride; an average pool's divisor, which its thresholds fold in), ``Dense``."""
-    if isinstance(layer, Dense):
-        return "Dense"
-    if isinstance(layer, Add):
-        ka, kb = layer.shifts
-        return "Add" + (f" (a<<{ka})" if ka else f" (b<<{kb})" if kb else "")
-    (kh, kw), (sh, sw) = layer.kernel, layer.stride
-    stride = f"{sh}" if sh == sw else f"{sh}x{sw}"
-    if isinstance(layer, AvgPool):
-        return f"AvgPool {kh}x{kw}/{stride} /{layer.divisor}"
-    kind = f"Conv {kh}x{kw}/{stride}"
-    if layer.groups == layer.in_shape[0] and layer.groups > 1:
-        return kind + " depthwise"
-    return kind + (f" groups {layer.groups}" if layer.groups > 1 else "")
+    """``Conv 3x3/1``, ``Conv 3x3/1 depthwise``, ``AvgPool 2x2/2 /4``, ``Dense``, ``Add (a<<1)``:
+    the kind column, as each kind describes itself (``describe`` in ``model_tools.ir``)."""
+    return layer.describe()["kind"]
+
+
+def _source_names(net: IntegerNetwork) -> list[str]:
+    """A readable name per stage index (``-1``: ``input``): the layer's name, with ``#index``
+    added where two stages share a name, so the ``from`` column never points at two stages."""
+    names = [layer.name for layer in net.layers]
+    seen = {}
+    for n in ["input"] + names:
+        seen[n] = seen.get(n, 0) + 1
+    return [n if seen[n] == 1 else f"{n}#{i}" for i, n in enumerate(names)]
 
 
 def layer_rows(net: IntegerNetwork) -> list[dict]:
-    """One dict per stage (the input quantizer first) with what a user wants to see; ``from``
-    names the stages each layer reads (``input``: the input quantizer)."""
+    """One dict per stage (the input quantizer first, the host ops last) with what a user wants to
+    see; each layer's own columns come from its kind (``layer.describe()``). ``from`` names the
+    stages a layer reads (``input``: the input quantizer), ``to`` those that read it, and
+    ``source_rows`` gives the same wiring as indices into the returned list (for drawing the
+    graph; a host op reads the row before it)."""
     t = net.input.thresholds
     typed = net.input.input_type
+    names = _source_names(net)
+    readers = {j: [] for j in range(-1, len(net.layers))}
+    for i in range(len(net.layers)):
+        for j in dict.fromkeys(net.sources(i)):
+            readers[j].append(i)
+
+    def to(j):
+        return ", ".join(names[i] for i in readers[j]) or "-"
+
     rows = [{
         "layer": "input", "kind": f"{typed} (no quantizer)" if typed else "Quant",
         "in": _shape(net.input.in_shape),
-        "from": "-", "out": _shape(net.input.out_shape), "w_bits": "-", "a_bits": _bits(*t.out_range),
-        "macs": 0, "params": 0, "acc": "-",
+        "from": "-", "to": to(-1), "source_rows": [], "out": _shape(net.input.out_shape),
+        "w_bits": "-", "a_bits": _bits(*t.out_range), "macs": 0, "params": 0, "acc": "-",
         "thresholds": (f"identity ({t.levels} on the raw {typed} value)" if typed
                        else f"{t.channels}x{t.levels} (float32 on raw input)"),
     }]
     for i, layer in enumerate(net.layers):
-        source = ", ".join("input" if j < 0 else net.layers[j].name for j in net.sources(i))
-        if isinstance(layer, MaxPool):
-            rows.append({"layer": layer.name, "kind": f"MaxPool {layer.kernel[0]}x{layer.kernel[1]}",
-                         "from": source, "in": _shape(layer.in_shape), "out": _shape(layer.out_shape),
-                         "w_bits": "-", "a_bits": _bits(*layer.out_range), "macs": 0, "params": 0,
-                         "acc": "-", "thresholds": "-"})
-            continue
-        kind = _kind(layer)
-        lo, hi = layer.acc_range
-        rows.append({
-            "layer": layer.name, "kind": kind, "from": source, "in": _shape(layer.in_shape),
-            "out": _shape(layer.out_shape),
-            "w_bits": "-" if isinstance(layer, (AvgPool, Add)) else
-            "bipolar" if layer.bipolar_weights else f"s{layer.weight_bits}",
-            "a_bits": _bits(*layer.out_range) if layer.activation is not None else "-",
-            "macs": layer.macs, "params": layer.params,
-            "acc": f"s{layer.acc_bits} [{lo}, {hi}]", "thresholds": _threshold_text(layer),
-        })
+        srcs = net.sources(i)
+        rows.append({"layer": layer.name, "from": ", ".join("input" if j < 0 else names[j]
+                                                           for j in srcs),
+                     "to": to(i), "source_rows": [j + 1 for j in srcs],
+                     "in": _shape(layer.in_shape), "out": _shape(layer.out_shape),
+                     **layer.describe()})
     for op in net.host:     # after the dequantization, on the host
-        rows.append({"layer": "host", "kind": op.kind, "from": "-", "in": _shape(op.in_shape),
+        rows.append({"layer": "host", "kind": op.kind, "from": "-", "to": "-",
+                     "source_rows": [len(rows) - 1], "in": _shape(op.in_shape),
                      "out": _shape(op.out_shape), "w_bits": "-",
                      "a_bits": "int64" if op.integer_output else "float32", "macs": 0,
                      "params": 0, "acc": "-", "thresholds": op.describe()})
@@ -95,6 +81,23 @@ def layer_rows(net: IntegerNetwork) -> list[dict]:
 _COLUMNS = [("layer", "layer"), ("kind", "kind"), ("from", "from"), ("in", "in"), ("out", "out"),
             ("w_bits", "weights"), ("a_bits", "act out"), ("macs", "MACs"), ("params", "params"),
             ("acc", "accumulator"), ("thresholds", "thresholds")]
+
+
+def table_columns(net: IntegerNetwork) -> list[tuple[str, str]]:
+    """The table's columns for ``net``: a graph network also shows ``to`` (which stages read each
+    one) beside ``from``, so both ends of a skip connection show it; a chain's table is as before."""
+    if net.is_chain:
+        return list(_COLUMNS)
+    at = [key for key, _ in _COLUMNS].index("from") + 1
+    return _COLUMNS[:at] + [("to", "to")] + _COLUMNS[at:]
+
+
+def skip_connections(net: IntegerNetwork) -> list[str]:
+    """``input -> add`` for each input a layer reads that is not the layer just before it (a
+    residual connection or a branch), by name; empty for a chain."""
+    names = _source_names(net)
+    return [f"{'input' if j < 0 else names[j]} -> {names[i]}"
+            for i in range(len(net.layers)) for j in dict.fromkeys(net.sources(i)) if j != i - 1]
 
 
 def format_table(rows: list[dict], columns=_COLUMNS) -> str:

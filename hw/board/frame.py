@@ -137,44 +137,14 @@ class Info:
 
 def network_hash(network) -> int:
     """A 32-bit fingerprint of an :class:`~model_tools.ir.IntegerNetwork`: shapes, weights,
-    thresholds, the input type and the host ops (not its name), so the host can tell whether a board runs the network it means."""
+    thresholds, the wiring, the input type and the host ops (not its name), so the host can tell
+    whether a board runs the network it means. What identifies each part is declared beside its
+    kind in ``model_tools.ir`` (``fingerprint``); this encodes those items in order."""
     h = hashlib.sha256()
-
-    def put(*items):
-        for item in items:
-            if isinstance(item, np.ndarray):
-                h.update(str(item.dtype).encode() + str(item.shape).encode())
-                h.update(np.ascontiguousarray(item).tobytes())
-            else:
-                h.update(repr(item).encode())
-
-    def thresholds(t):
-        if t is None:
-            put(None)
+    for item in network.fingerprint():
+        if isinstance(item, np.ndarray):
+            h.update(str(item.dtype).encode() + str(item.shape).encode())
+            h.update(np.ascontiguousarray(item).tobytes())
         else:
-            put(t.values, t.direction, t.offset, t.step)
-
-    put(network.input.in_shape, network.input.out_shape)
-    thresholds(network.input.thresholds)
-    put("input_type", network.input.input_type)
-    for i, layer in enumerate(network.layers):
-        put(type(layer).__name__, layer.in_shape, layer.out_shape)
-        if network.sources(i) != (i - 1,):   # a graph's wiring; chains keep their hashes
-            put("inputs", network.sources(i))
-        if getattr(layer, "shifts", (0, 0)) != (0, 0):    # an add's alignment
-            put("shifts", layer.shifts)
-        if hasattr(layer, "weights"):
-            put(layer.weights)
-        if hasattr(layer, "activation") and type(layer).__name__ != "MaxPool":
-            thresholds(layer.activation)
-        for attr in ("stride", "pads", "kernel"):
-            if hasattr(layer, attr):
-                put(getattr(layer, attr))
-        if getattr(layer, "groups", 1) != 1:     # grouped/depthwise conv, average pool (groups = C);
-            put("groups", layer.groups)          # groups = 1 keeps earlier networks' hashes
-        if hasattr(layer, "divisor"):
-            put("divisor", layer.divisor)
-    for op in network.host:    # the host ops after the dequantization (Softmax, ArgMax, TopK, ...)
-        put("host", op.kind, op.in_shape, op.out_shape, op.axis, op.keepdims,
-            op.select_last_index, op.k, op.largest, op.output, op.flatten)
+            h.update(repr(item).encode())
     return int.from_bytes(h.digest()[:4], "little")

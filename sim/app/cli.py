@@ -58,11 +58,16 @@ def cmd_compile(args) -> int:
     from ...hw.build import predict_build
     from ...hw.plan import mac_bound_cycles, predict_cycles
     from ...model_tools.load import load_network
-    from ...model_tools.report import format_table, layer_rows, network_summary
+    from ...model_tools.report import (format_table, layer_rows, network_summary, skip_connections,
+                                       table_columns)
+    html = getattr(args, "html", None)      # info --html: checked before any work is done
+    html = _output_file(html, "HTML page") if html is not None else None
     net = load_network(args.model, input_type=args.input_type)
     if args.out is not None:
         net.save(_output_dir(args.out))
-    print(format_table(layer_rows(net)))
+    print(format_table(layer_rows(net), table_columns(net)))
+    if not net.is_chain:
+        print(f"\nskips and branches: {', '.join(skip_connections(net))}")
     s = network_summary(net)
     print(f"\n{s['macs']:,} MACs per inference, {s['params']:,} weights "
           f"({s['weight_bits_total'] / 1024:.1f} kbit), widest accumulator {s['max_acc_bits']} bits")
@@ -80,6 +85,10 @@ def cmd_compile(args) -> int:
         print(f"{where}: no hardware plan ({e})")
     if args.out is not None:
         print(f"wrote {Path(args.out) / 'network.json'} and network.npz")
+    if html is not None:
+        from .report_html import write_network
+        write_network(net, html)
+        print(f"wrote {html}")
     return 0
 
 
@@ -391,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("info", help="print the per-layer table of a model")
     i.add_argument("model", help=_MODEL_HELP)
+    i.add_argument("--html", metavar="FILE", help="also write the network as a page: its graph "
+                   "(a box per layer, an arrow per input it reads) and the table")
     _prediction_options(i)
     _input_type_option(i)
     i.set_defaults(func=cmd_info)

@@ -1,8 +1,10 @@
 """``report.html``: the demo's report as a page with plots (inline SVG, no plotting library).
 
-Three pictures a person would rather look at than read: cycles per layer against the MAC bound,
+Pictures a person would rather look at than read: the network as a graph (a box per stage, an
+arrow per input it reads, skip connections drawn aside), cycles per layer against the MAC bound,
 resource use against the board, and the confusion matrix; plus the headline numbers and the
-per-layer table.
+per-layer table. :func:`render_network` is the graph and table page for any model (``thresher
+info MODEL --html FILE``).
 """
 
 from __future__ import annotations
@@ -12,13 +14,88 @@ from pathlib import Path
 
 from ...model_tools.files import atomic_write_bytes
 
-__all__ = ["render", "write"]
+__all__ = ["render", "write", "render_network", "write_network", "network_graph"]
 
 _BLUE, _GREY, _ORANGE, _RED = "#2f6db5", "#b9c2cc", "#e08a1e", "#c0392b"
 
 
 def _esc(x) -> str:
     return html.escape(str(x))
+
+
+def _row_sources(rows: list[dict]) -> list[list[int]]:
+    """Which rows each row reads (``source_rows`` of :func:`model_tools.report.layer_rows`); a
+    report written before rows carried it is a chain: each row reads the one before."""
+    return [list(r["source_rows"]) if "source_rows" in r else ([i - 1] if i else [])
+            for i, r in enumerate(rows)]
+
+
+def network_graph(rows: list[dict]) -> str:
+    """The network as an SVG graph: one box per row of ``layer_rows`` (name, kind, output shape,
+    MACs), one arrow per input a stage reads. Stages are placed top to bottom by their longest
+    path from the input, side by side when equally deep (a downsampling shortcut beside its
+    branch); an arrow that skips levels (a residual connection) is drawn as an orange curve to the
+    right, so it does not cross the boxes it passes."""
+    sources = _row_sources(rows)
+    level = []
+    for i, src in enumerate(sources):
+        level.append(1 + max((level[j] for j in src), default=-1))
+    by_level: dict[int, list[int]] = {}
+    for i, lv in enumerate(level):
+        by_level.setdefault(lv, []).append(i)
+    box_w, box_h, gap_x, gap_y, margin = 240, 50, 30, 34, 16
+    widest = max(len(v) for v in by_level.values())
+    skips = sum(level[i] - level[j] > 1 for i, src in enumerate(sources) for j in src)
+    lane = 16                                   # horizontal room per skip curve
+    inner = widest * box_w + (widest - 1) * gap_x
+    width = margin * 2 + inner + (lane * (skips + 1) if skips else 0)
+    height = margin * 2 + len(by_level) * box_h + (len(by_level) - 1) * gap_y
+    pos = {}
+    for lv, members in by_level.items():
+        row_w = len(members) * box_w + (len(members) - 1) * gap_x
+        x0 = margin + (inner - row_w) / 2
+        for k, i in enumerate(members):
+            pos[i] = (x0 + k * (box_w + gap_x), margin + lv * (box_h + gap_y))
+    out = [f'<svg class="graph" viewBox="0 0 {width:.0f} {height:.0f}" width="{width:.0f}" '
+           f'height="{height:.0f}" role="img" aria-label="network graph" font-size="12">',
+           '<defs><marker id="thresher-arrow" viewBox="0 0 10 10" refX="10" refY="5" '
+           'markerWidth="7" markerHeight="7" orient="auto-start-reverse">'
+           '<path d="M 0 0 L 10 5 L 0 10 z" fill="#555"/></marker></defs>']
+    edges = []
+    skip_no = 0
+    right = margin + inner
+    for i, src in enumerate(sources):
+        tx, ty = pos[i]
+        for j in src:
+            sx, sy = pos[j]
+            name = f'{_esc(rows[j]["layer"])} -&gt; {_esc(rows[i]["layer"])}'
+            if level[i] - level[j] > 1:         # a skip: out to the right, down, back in
+                skip_no += 1
+                x = right + lane * skip_no
+                d = (f"M {sx + box_w:.1f} {sy + box_h / 2:.1f} C {x:.1f} {sy + box_h / 2:.1f} "
+                     f"{x:.1f} {ty + box_h / 2:.1f} {tx + box_w:.1f} {ty + box_h / 2:.1f}")
+                colour, cls = _ORANGE, "edge skip"
+            else:
+                d = (f"M {sx + box_w / 2:.1f} {sy + box_h:.1f} L {tx + box_w / 2:.1f} {ty:.1f}")
+                colour, cls = "#555", "edge"
+            edges.append(f'<path class="{cls}" data-from="{j}" data-to="{i}" d="{d}" fill="none" '
+                         f'stroke="{colour}" stroke-width="1.5" marker-end="url(#thresher-arrow)">'
+                         f'<title>{name}</title></path>')
+    out += edges
+    for i, r in enumerate(rows):
+        x, y = pos[i]
+        fill = "#eef3fa" if r.get("macs") else "#f6f6f6"
+        macs = f'{r["macs"]:,} MACs' if isinstance(r.get("macs"), int) else ""
+        params = f', {r["params"]:,} params' if r.get("params") else ""
+        out.append(f'<g class="node" data-row="{i}"><rect x="{x:.1f}" y="{y:.1f}" width="{box_w}" '
+                   f'height="{box_h}" rx="5" fill="{fill}" stroke="{_BLUE}"/>'
+                   f'<text x="{x + 8:.1f}" y="{y + 18:.1f}" font-weight="600">'
+                   f'{_esc(r["layer"])}<tspan font-weight="400" fill="#444"> {_esc(r["kind"])}'
+                   f'</tspan></text>'
+                   f'<text x="{x + 8:.1f}" y="{y + 37:.1f}" fill="#555" font-size="11">'
+                   f'{_esc(r["out"])}  {macs}{params}</text></g>')
+    out.append("</svg>")
+    return "".join(out)
 
 
 def _bars_per_layer(layers: list[dict]) -> str:
@@ -122,6 +199,28 @@ def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+_STYLE = """<style>
+body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 980px; color: #222; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.15em; margin-top: 2em; }
+.cards { display: flex; flex-wrap: wrap; gap: 10px; }
+.card { border: 1px solid #ddd; border-radius: 6px; padding: 8px 12px; min-width: 200px; }
+.k { color: #666; font-size: 12px; } .v { font-size: 18px; font-weight: 600; }
+table { border-collapse: collapse; font-size: 13px; }
+td, th { border-bottom: 1px solid #eee; padding: 3px 10px; text-align: left; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.row { display: flex; gap: 30px; flex-wrap: wrap; align-items: flex-start; }
+</style>"""
+
+_LAYER_COLUMNS = [("layer", "layer"), ("kind", "kind"), ("from", "from"), ("in", "in"),
+                  ("out", "out"), ("w_bits", "weights"), ("a_bits", "act out"), ("macs", "MACs"),
+                  ("params", "params"), ("acc", "accumulator"), ("thresholds", "thresholds")]
+
+
+def _cards(headline) -> str:
+    return "".join(f'<div class="card"><div class="k">{_esc(k)}</div><div class="v">{_esc(v)}'
+                   f'</div></div>' for k, v in headline)
+
+
 def render(report: dict) -> str:
     """The page for a demo report (the dict written to report.json)."""
     acc = report["accuracy"]
@@ -141,26 +240,15 @@ def render(report: dict) -> str:
         ("inferences per second", f"{build['inferences_per_s']:,.0f}"
          if build.get("inferences_per_s") else "-"),
     ]
-    cards = "".join(f'<div class="card"><div class="k">{_esc(k)}</div><div class="v">{_esc(v)}</div>'
-                    f'</div>' for k, v in headline)
-    layer_cols = [("layer", "layer"), ("kind", "kind"), ("in", "in"), ("out", "out"),
-                  ("w_bits", "weights"), ("a_bits", "act out"), ("macs", "MACs"),
-                  ("acc", "accumulator"), ("thresholds", "thresholds")]
+    cards = _cards(headline)
+    layer_cols = _LAYER_COLUMNS
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>thresher report: {_esc(report['model'])}</title>
-<style>
-body {{ font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 980px; color: #222; }}
-h1 {{ font-size: 1.5em; }} h2 {{ font-size: 1.15em; margin-top: 2em; }}
-.cards {{ display: flex; flex-wrap: wrap; gap: 10px; }}
-.card {{ border: 1px solid #ddd; border-radius: 6px; padding: 8px 12px; min-width: 200px; }}
-.k {{ color: #666; font-size: 12px; }} .v {{ font-size: 18px; font-weight: 600; }}
-table {{ border-collapse: collapse; font-size: 13px; }}
-td, th {{ border-bottom: 1px solid #eee; padding: 3px 10px; text-align: left; }}
-td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
-.row {{ display: flex; gap: 30px; flex-wrap: wrap; align-items: flex-start; }}
-</style></head><body>
+{_STYLE}</head><body>
 <h1>thresher: {_esc(report['model'])}</h1>
 <div class="cards">{cards}</div>
+<h2>Network</h2>
+{network_graph(report['layers'])}
 <h2>Cycles per layer against the MAC bound (PE={_esc(build.get('pe', '-'))},
 SIMD={_esc(build.get('simd', '-'))})</h2>
 {_bars_per_layer(report.get('layer_cycles', []))}
@@ -179,4 +267,35 @@ SIMD={_esc(build.get('simd', '-'))})</h2>
 def write(report: dict, path) -> Path:
     path = Path(path)
     atomic_write_bytes(path, render(report).encode())
+    return path
+
+
+def render_network(net) -> str:
+    """The page for any integer network: headline numbers, the graph and the per-layer table (what
+    ``thresher info`` prints), without hardware or accuracy results."""
+    from ...model_tools.report import layer_rows, network_summary
+    rows, summary = layer_rows(net), network_summary(net)
+    shape = "x".join(map(str, net.input_shape)) + " -> " + "x".join(map(str, net.result_shape))
+    headline = [("input -> output", shape), ("layers", f"{summary['layers']:,}"),
+                ("MACs per inference", f"{summary['macs']:,}"),
+                ("weights", f"{summary['params']:,} ({summary['weight_bits_total'] / 1024:.1f} kbit)"),
+                ("widest accumulator", f"{summary['max_acc_bits']} bits"),
+                ("wiring", "chain" if net.is_chain else "graph (skip connections in orange)")]
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>thresher: {_esc(net.name)}</title>
+{_STYLE}</head><body>
+<h1>thresher: {_esc(net.name)}</h1>
+<div class="cards">{_cards(headline)}</div>
+<h2>Network</h2>
+{network_graph(rows)}
+<h2>Layers</h2>
+{_table(rows, _LAYER_COLUMNS)}
+</body></html>
+"""
+
+
+def write_network(net, path) -> Path:
+    """Write :func:`render_network` of ``net`` to ``path``."""
+    path = Path(path)
+    atomic_write_bytes(path, render_network(net).encode())
     return path

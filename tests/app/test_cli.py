@@ -187,7 +187,7 @@ def test_demo_runs_end_to_end_and_its_bitstream_programs_dry(tmp_path, capsys):
     assert report["cycles_per_inference"] <= 1.25 * report["mac_bound_cycles"]
     assert report["meets_timing"] and report["fmax_mhz"] >= report["clock_mhz"]
     html = (tmp_path / "report.html").read_text()
-    assert html.count("<svg") == 3 and "confusion" in html
+    assert html.count("<svg") == 4 and "confusion" in html and "class=\"graph\"" in html
     build = tmp_path / "build"
     assert (build / report["build"]["bitstream"]).stat().st_size > 0
     code, out, _ = run_cli(capsys, "program", build, "--dry-run")   # the board comes from the build
