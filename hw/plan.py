@@ -8,6 +8,14 @@ every stage, where each feature map lives, the widths of every datapath, and the
 Memory layout of a feature map (C, H, W): pixel-major, ``GV = ceil(C / V)`` words per pixel, channel
 ``c`` of pixel ``p = h * W + w`` in word ``base + p * GV + c // V``, lane ``c % V``.
 
+The layers form a graph (:meth:`~model_tools.ir.IntegerNetwork.sources`). The feature RAM is
+``feature_regions`` regions of ``region_words`` words (the largest stored map); every stored tensor
+(the input, -1, takes region 0) gets the lowest region free when its stage starts and keeps it until
+its last reader has run (:meth:`Plan._allocate`), so a residual block's input stays alive across the
+branch. A chain alternates between two regions: the ping-pong layout. A stage reads its source's
+region, whichever earlier stage wrote it. An im2col first layer keeps the input in its tap memories
+only, so a network whose later layers read the input too runs its first conv as a regular stage.
+
 Loop nest of every stage (one array cycle per innermost iteration, never a stall)::
 
     for oh in Ho: for ow in Wo: for g in NG: for ky in KH: for kx in KW: for cg in NC: issue
@@ -34,6 +42,16 @@ window-sum stage is later work):
 * an :class:`~model_tools.ir.AvgPool` runs as a conv whose weights are 1 on the channel diagonal
   and 0 elsewhere (``AvgPool.dense_weights``): its accumulator is the integer window sum, which its
   folded thresholds (divisor included) compare directly.
+
+An :class:`~model_tools.ir.Add` ``y = a * 2^ka + b * 2^kb`` runs as a 1x1 MAC stage over the
+*virtual* channel concatenation of its two inputs (:meth:`Plan._lower_add`): the window generator
+reads channel groups ``0 .. NC/2 - 1`` from ``a``'s region (``in_base``) and the rest from ``b``'s
+(``in_base2``), with ``GV`` words per pixel each (channels padded to whole words, so the lanes of
+``a`` and ``b`` align); the weights are ``[2^ka * I | 2^kb * I]`` on those padded channels (zero on
+the padding), the thresholds the add's own. Weight bits hold ``2^k``, the accumulator covers the
+add's exact range. This reuses the MAC array, the threshold unit, the write-back and the cycle
+model, at ``2 * GV * V`` MACs per output channel and pixel instead of one addition: an honest
+interim, a dedicated add datapath is later work.
 
 The cycle model, the weight ROM images and the resource estimate all read the lowered stage
 (``Stage.layer``), so the RTL cycle counter still equals :func:`predict_cycles` and the estimate
@@ -124,6 +142,10 @@ class Stage:
     conv_geom: tuple[int, int, int]    # (C, Ho, Wo) the loop nest walks (before a fused pool)
     pool: tuple[int, int] | None       # fused max-pool kernel (= stride), applied in write-back
     source: object = None              # the network's layer (``layer`` is it lowered, if need be)
+    add: bool = False                  # a lowered Add: channel groups >= NC/2 read ``in_base2``
+    in_base2: int = 0                  # base of an add's second input (its first is ``in_base``)
+    reads: tuple[int, ...] = ()        # the tensors it reads (layer indices, -1 the input)
+    writes: int = 0                    # the tensor it writes (its layer, or its fused pool's)
 
     @property
     def pixels(self) -> int:
@@ -165,6 +187,11 @@ class Plan:
     act_width : int
         Signed bits of every activation value the array reads (the true integers, 0 included for
         padding): the widest of the input and every stored map.
+    feature_regions, region_words, feature_depth : int
+        The feature RAM: regions (by liveness, at least 2) of ``region_words`` words, in all
+        ``feature_depth`` words (see :attr:`feature_budget`).
+    peak_live_words : int
+        The most words of feature maps alive at once.
     feat_width : int
         Signed bits per lane of the feature RAM: the maps it stores (not the im2col input).
     tap_width : int
@@ -189,12 +216,6 @@ class Plan:
                  fuse_pools: bool = True, input_mode: str = "raw", input_stage: str = "auto"):
         if not isinstance(network, IntegerNetwork):
             raise TypeError(f"network must be an IntegerNetwork, not {type(network).__name__}")
-        graph = [layer.name for layer in network.layers if isinstance(layer, Add)] or \
-            [layer.name for i, layer in enumerate(network.layers) if network.sources(i) != (i - 1,)]
-        if graph:       # the engine runs one chain of stages; it has no add stage yet
-            raise ThresherError(f"{network.name}: layer {graph[0]} is a residual add or branch; the "
-                                "hardware runs chains of layers only, residual adds run in the "
-                                "golden engine only for now (--engine golden)")
         for name, v in (("pe", pe), ("simd", simd)):
             if not _is_pow2(v):
                 raise ThresherError(f"{name} must be a power of two, not {v!r}")
@@ -257,7 +278,10 @@ class Plan:
     def _build(self):
         net, pe, simd, V = self.network, self.pe, self.simd, self.V
         layers = tuple(lower_layer(layer) for layer in net.layers)
-        mac_idx = [i for i, l in enumerate(layers) if isinstance(l, (Conv, Dense))]
+        n = len(layers)
+        srcs = [net.sources(i) for i in range(n)]
+        readers = {j: [i for i in range(n) if j in srcs[i]] for j in range(-1, n)}
+        mac_idx = [i for i, l in enumerate(layers) if isinstance(l, (Conv, Dense, Add))]
         last_mac = mac_idx[-1] if mac_idx else None
         self.output_mode = "acc" if layers and last_mac == len(layers) - 1 else "feature"
 
@@ -274,16 +298,22 @@ class Plan:
         self.load_geom = geom
         rng = net.input.out_range
         stored = [rng]
+        # im2col keeps the input in the tap memories only: not when a later layer reads it too
+        self.im2col = bool(layers) and isinstance(layers[0], Conv) and geom[0] % simd != 0 and \
+            readers[-1] == [0]
+        # every stored tensor (-1: the input): its physical geometry and value range
+        maps = {-1: (geom, rng)}
         stages, words_needed = [], [geom[1] * geom[2] * ceil_div(geom[0], V)]
-        self.im2col = bool(layers) and isinstance(layers[0], Conv) and geom[0] % simd != 0
 
         skip = set()
         for i, layer in enumerate(layers):
             if i in skip:
                 continue
+            geom, rng = maps[srcs[i][0]]
             C, H, W = geom
             gv_in = ceil_div(C, V)
             pool = None
+            add = isinstance(layer, Add)
             if isinstance(layer, MaxPool):
                 if len(layer.in_shape) != 3 or tuple(layer.in_shape) != geom:
                     raise ThresherError(f"{layer.name}: input {layer.in_shape} does not match the "
@@ -296,7 +326,15 @@ class Plan:
                     "pool", False, (0, 0), 0, False, 0, 0, 1
                 out_rng = rng
             else:
-                if isinstance(layer, Dense):
+                lo_col = hi_col = None               # per input element ranges (an add's halves)
+                if add:
+                    layer, lo_col, hi_col, a_rng = self._lower_add(layer, maps[srcs[i][0]],
+                                                                    maps[srcs[i][1]])
+                    w = layer.weights
+                    kh = kw = 1
+                    stride, pad_tl = (1, 1), (0, 0)
+                    out = geom
+                elif isinstance(layer, Dense):
                     if int(np.prod(layer.in_shape)) != C * H * W:
                         raise ThresherError(f"{layer.name}: input {layer.in_shape} does not match "
                                             f"the stored feature map {geom}")
@@ -315,14 +353,20 @@ class Plan:
                 im2col = i == 0 and self.im2col
                 ng = ceil_div(cout, pe)
                 loops = (ng, 1, 1, ceil_div(kh * kw * C, simd)) if im2col else \
-                    (ng, kh, kw, ceil_div(C, simd))
-                # every partial sum lies in the sum of per-term ranges with 0 included
-                a_lo, a_hi = _range_with_zero(min(rng[0], layer.in_range[0]),
-                                              max(rng[1], layer.in_range[1]))
+                    (ng, kh, kw, ceil_div(w.shape[1], simd) if add else ceil_div(C, simd))
                 wf = w.reshape(cout, -1)
-                tlo = np.minimum(wf * a_lo, wf * a_hi).sum(axis=1)
-                thi = np.maximum(wf * a_lo, wf * a_hi).sum(axis=1)
+                if lo_col is None:
+                    # every partial sum lies in the sum of per-term ranges with 0 included
+                    a_lo, a_hi = _range_with_zero(min(rng[0], layer.in_range[0]),
+                                                  max(rng[1], layer.in_range[1]))
+                    lo_col, hi_col = a_lo, a_hi
+                    a_rng = (a_lo, a_hi)
+                tlo = np.minimum(wf * lo_col, wf * hi_col).sum(axis=1)
+                thi = np.maximum(wf * lo_col, wf * hi_col).sum(axis=1)
                 acc_bound = (int(min(tlo.min(), 0)), int(max(thi.max(), 0)))
+                if add:     # and the add's own exact range (its declared input ranges)
+                    acc_bound = (min(acc_bound[0], net.layers[i].acc_range[0]),
+                                 max(acc_bound[1], net.layers[i].acc_range[1]))
                 bip = layer.weight_bits == 1 and bool(np.all(np.abs(w) == 1))
                 wbits = 1 if bip else signed_bits(int(w.min()), int(w.max()))
                 kind = "mac"
@@ -337,45 +381,42 @@ class Plan:
                     levels, offset, step = act.levels, act.offset, act.step
                     out_rng = act.out_range
                     stored.append(out_rng)
-                a_rng = (a_lo, a_hi)
-            if out != _geometry(layer.out_shape):
+            if not add and out != _geometry(layer.out_shape):
                 raise ThresherError(f"{layer.name}: output shape {layer.out_shape} unexpected")
             conv_geom = out
             nxt = layers[i + 1] if i + 1 < len(layers) else None
+            writes = i
             if (self.fuse_pools and kind == "mac" and layer.activation is not None and
                     isinstance(nxt, MaxPool) and tuple(nxt.kernel) == tuple(nxt.stride) and
-                    not any(nxt.pads) and tuple(nxt.in_shape) == out):
+                    not any(nxt.pads) and tuple(nxt.in_shape) == out and
+                    srcs[i + 1] == (i,) and readers[i] == [i + 1]):
                 pool = tuple(int(k) for k in nxt.kernel)
                 out = _geometry(nxt.out_shape)
                 if out != (conv_geom[0], conv_geom[1] // pool[0], conv_geom[2] // pool[1]):
                     raise ThresherError(f"{nxt.name}: output shape {nxt.out_shape} unexpected")
                 skip.add(i + 1)
+                writes = i + 1
             to_output = kind == "mac" and i == len(layers) - 1
             stages.append(dict(
                 conv_geom=conv_geom, pool=pool, index=len(stages), layer=layer, kind=kind,
                 source=net.layers[i],
-                im2col=kind == "mac" and im2col, in_geom=geom,
+                im2col=kind == "mac" and im2col, in_geom=(w.shape[1], H, W) if add else geom,
                 out_geom=out, kernel=(int(kh), int(kw)), stride=tuple(int(s) for s in stride),
                 pad_tl=tuple(int(p) for p in pad_tl), loops=tuple(int(x) for x in loops),
                 in_words=gv_in, out_words=ceil_div(out[0], V), to_output=to_output,
                 in_range=rng if kind == "pool" else a_rng, acc_bound=acc_bound,
                 weight_width=int(wbits), bipolar=bip, levels=int(levels), offset=int(offset),
-                step=int(step)))
+                step=int(step), add=add, reads=tuple(dict.fromkeys(srcs[i])), writes=writes))
             if not to_output:
                 words_needed.append(out[1] * out[2] * ceil_div(out[0], V))
+            maps[writes] = (out, out_rng)
             geom, rng = out, out_rng
         self.pool_buffer_depth = max([s["out_geom"][2] * s["loops"][0] for s in stages
                                       if s["pool"]], default=0)
 
         self.region_words = max(words_needed)
-        self.feature_depth = 2 * self.region_words
-        built = []
-        for s in stages:
-            i = s["index"]
-            s["in_base"] = (i % 2) * self.region_words
-            s["out_base"] = ((i + 1) % 2) * self.region_words
-            built.append(Stage(**s))
-        self.stages = tuple(built)
+        self._allocate(stages)
+        self.stages = tuple(Stage(**s) for s in stages)
 
         self.act_width = max(signed_bits(*_range_with_zero(*r)) for r in stored)
         # the input of an im2col first layer lives only in the tap memories: the feature RAM
@@ -404,9 +445,78 @@ class Plan:
             self.out_width = self.act_width
             self.out_geom = geom
             self.out_depth = 0
-        self.out_base = ((len(self.stages)) % 2) * self.region_words   # feature-mode readout
+        self.out_base = self.stages[-1].out_base if self.stages else 0   # feature-mode readout
         self.n_in = int(np.prod(net.input.in_shape))
         self.n_out = int(np.prod(self.out_geom))
+
+    def _lower_add(self, add, a, b):
+        """``add`` as a 1x1 MAC stage over the virtual channel concatenation of its two stored
+        inputs ``a`` and ``b`` (each ``(geometry, value range)``): ``(conv, lo, hi, range)``, the
+        :class:`Conv` with weights ``[2^ka * I | 2^kb * I]`` on the channels padded to whole
+        words (zero on the padding), the value bounds of each of its input elements, and of all."""
+        (ga, ra), (gb, rb) = a, b
+        if ga != gb or int(np.prod(ga)) != int(np.prod(add.in_shape)):
+            raise ThresherError(f"{add.name}: adds tensors stored as {ga} and {gb}; the add stage "
+                                f"needs both in one layout of {add.in_shape}")
+        C, H, W = ga
+        half = ceil_div(C, self.V) * self.V
+        ka, kb = add.shifts
+        w = np.zeros((C, 2 * half, 1, 1), dtype=np.int64)
+        c = np.arange(C)
+        w[c, c, 0, 0] = 1 << ka
+        w[c, half + c, 0, 0] = 1 << kb
+        ra, rb = _range_with_zero(*ra), _range_with_zero(*rb)
+        lo = np.array([ra[0]] * half + [rb[0]] * half, dtype=np.int64)
+        hi = np.array([ra[1]] * half + [rb[1]] * half, dtype=np.int64)
+        rng = (min(ra[0], rb[0]), max(ra[1], rb[1]))
+        conv = Conv(add.name, w, (2 * half, H, W), (C, H, W), rng, signed_bits(0, int(w.max())),
+                    add.activation)
+        return conv, lo, hi, rng
+
+    def _allocate(self, stages):
+        """Give every stage's output a region of ``region_words`` words of the feature RAM, held
+        until its last reader has run (the lowest region free at the time), and set the stages'
+        ``in_base``, ``in_base2`` and ``out_base``. The input takes region 0. A chain alternates
+        between regions 0 and 1 (the ping-pong layout); at least two regions always exist. The
+        last MAC stage writes the output RAM: it holds no region (its ``out_base``, unused, is a
+        free region, or 0)."""
+        R, V = self.region_words, self.V
+        last = {}
+        for k, s in enumerate(stages):
+            for t in s["reads"]:
+                last[t] = k
+        g = self.load_geom
+        words = {-1: 0 if self.im2col else g[1] * g[2] * ceil_div(g[0], V)}
+        held, top, peak = {-1: 0}, 1, words[-1]
+        for k, s in enumerate(stages):
+            used = set(held.values())
+            r = next(r for r in range(len(used) + 1) if r not in used)
+            s["in_base"] = held[s["reads"][0]] * R
+            s["in_base2"] = held[s["reads"][-1]] * R
+            s["out_base"] = r * R
+            if not s["to_output"]:
+                o = s["out_geom"]
+                words[s["writes"]] = o[1] * o[2] * ceil_div(o[0], V)
+                held[s["writes"]] = r
+                top = max(top, r + 1)
+            peak = max(peak, sum(words[t] for t in held))
+            for t in [t for t in held if last.get(t, -1) <= k and k < len(stages) - 1]:
+                del held[t]
+        self.feature_regions = max(2, top)
+        for s in stages:
+            if s["out_base"] >= self.feature_regions * R:
+                s["out_base"] = 0
+        self.feature_depth = self.feature_regions * R
+        self.peak_live_words = peak
+
+    @property
+    def feature_budget(self) -> dict:
+        """The feature RAM's budget: ``regions`` of ``region_words`` words each (``words`` in
+        all, ``bits`` with ``V`` lanes of ``feat_width``), and ``peak_words``: the most words of
+        feature maps alive at once (the input, unless im2col, included)."""
+        return {"regions": self.feature_regions, "region_words": self.region_words,
+                "words": self.feature_depth, "peak_words": self.peak_live_words,
+                "bits": self.feature_depth * self.V * self.feat_width}
 
     # ------------------------------------------------------------------------------------------
 

@@ -11,6 +11,10 @@ Addresses are kept as incremental pointers (no multipliers): the window's top-le
 by ``stride * GV`` per output pixel, the tap pointer by ``GV`` per kx and ``(W - KW + 1) * GV`` per
 ky, with ``GV`` words per pixel.
 
+An add stage (``Stage.add``) reads its first input at ``in_base`` for channel groups below
+``NC / 2`` and its second at ``in_base2`` from there on (the virtual channel concatenation, see
+:mod:`hw.plan`).
+
 For the im2col stage (first conv layer with few input channels) ``addr`` is the output pixel index
 into the loader's per-tap memories and the mask is computed per lane from the window's (ky, kx, c).
 
@@ -182,9 +186,16 @@ class WindowGenerator(wiring.Component):
         chan_base = Mux(IS_POOL, g, cg) << ls
         word_sel = Mux(IS_POOL, g, cg)
         mask_regular = Cat(((chan_base + i) < C_IN) & inb for i in range(simd))
+        addr = tptr + (word_sel >> sub_sh)
+        if any(s.add for s in stages):
+            # an add stage reads the virtual channel concatenation of its two inputs: channel
+            # groups from NC / 2 on are the second input's, at in_base2 instead of in_base
+            HALF = param(lambda s: s.loops[3] // 2 if s.add else s.loops[3])
+            DELTA = param(lambda s: s.in_base2 - s.in_base - s.in_words if s.add else 0)
+            addr = addr + Mux(cg >= HALF, DELTA, 0)
         m.d.comb += [
             c.stage.eq(stage),
-            c.addr.eq(tptr + (word_sel >> sub_sh)),
+            c.addr.eq(addr),
             c.sub.eq(word_sel & ((1 << sub_sh) - 1) if sub_sh else 0),
             c.chunk.eq(cg),
             c.waddr.eq(waddr),

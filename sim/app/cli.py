@@ -56,7 +56,7 @@ def _output_dir(path) -> Path:
 
 def cmd_compile(args) -> int:
     from ...hw.build import predict_build
-    from ...hw.plan import mac_bound_cycles, predict_cycles
+    from ...hw.plan import Plan, mac_bound_cycles, predict_cycles
     from ...model_tools.load import load_network
     from ...model_tools.report import (format_table, layer_rows, network_summary, skip_connections,
                                        table_columns)
@@ -73,13 +73,16 @@ def cmd_compile(args) -> int:
           f"({s['weight_bits_total'] / 1024:.1f} kbit), widest accumulator {s['max_acc_bits']} bits")
     try:    # the integer network stands on its own; say why hardware cannot
         if args.board is not None:
-            print(format_prediction(predict_build(net, args.board, args.pe, args.simd)))
+            p = predict_build(net, args.board, args.pe, args.simd)
+            print(format_prediction(p))
+            pe, simd = p["pe"], p["simd"]
         else:
             pe, simd = args.pe or 8, args.simd or 8
             predicted, bound = predict_cycles(net, pe, simd), mac_bound_cycles(net, pe, simd)
             print(f"PE={pe} x SIMD={simd}: {predicted:,} cycles per inference predicted, "
                   f"MAC bound {bound:,} ({predicted / bound:.2f}x); give --board for the array "
                   f"and clock a build would pick")
+        print(format_feature_budget(Plan(net, pe, simd).feature_budget))
     except ThresherError as e:
         where = f"on {args.board}" if args.board else f"PE={args.pe or 8} x SIMD={args.simd or 8}"
         print(f"{where}: no hardware plan ({e})")
@@ -90,6 +93,13 @@ def cmd_compile(args) -> int:
         write_network(net, html)
         print(f"wrote {html}")
     return 0
+
+
+def format_feature_budget(b: dict) -> str:
+    """The feature RAM of a plan (``Plan.feature_budget``): its regions, allocated by liveness."""
+    return (f"feature RAM: {b['regions']} regions of {b['region_words']:,} words "
+            f"({b['words']:,} words, {b['bits'] / 1024:.1f} kbit), at most {b['peak_words']:,} "
+            f"words of feature maps live at once")
 
 
 def format_prediction(p: dict) -> str:
