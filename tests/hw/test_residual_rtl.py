@@ -63,7 +63,7 @@ def test_residual_graph_matches_golden(in_shape, spec, pe, simd, seed):
 def _check_allocation(plan):
     """No two feature maps alive at once share a region, every read finds what its source's
     stage wrote, and the RAM holds exactly the regions used."""
-    R, net = plan.region_words, plan.network
+    R = plan.region_words
     region = {-1: plan.stages[0].in_base}
     last = {}
     for k, s in enumerate(plan.stages):
