@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Union
 
@@ -27,6 +27,7 @@ SUPPORTED_OPS = (
     "Quant", "IntQuant", "BipolarQuant", "Conv", "MatMul", "Gemm", "BatchNormalization", "Relu",
     "MaxPool", "AveragePool", "GlobalAveragePool", "ReduceMean (over H and W)", "Trunc",
     "Reshape", "Flatten", "Transpose (of constants)", "Mul", "Div", "Add", "Sub",
+    "Pad (zeros, into a Conv)",
     "Add of two computed tensors (residual)",
     "Softmax", "LogSoftmax", "Sigmoid", "ArgMax", "TopK",
 )
@@ -425,6 +426,7 @@ class _Walker:
         ops, sources = [], []
         host_node = None        # the first host op (Softmax, ...): only host ops may follow it
         producer = {inputs[0].name: -1}     # computed tensor -> index of the op making it
+        pending_pads = {}                   # a Pad's output -> its (top, left, bottom, right)
         end = g.output[0].name
         for node in g.node:         # ONNX graphs are topologically sorted (qonnx keeps them so)
             data = [i for i in node.input if i and not self.is_const(i)]
@@ -442,6 +444,10 @@ class _Walker:
                 users = ", ".join(_where(u)[5:] for u in self.consumers[data[0]])
                 raise ThresherError(f"{self.name}: the raw input feeds {users}; it must go through "
                                     "one quantizer before it branches")
+            if node.op_type == "Pad":     # zero padding folded into the Conv reading it
+                pending_pads[node.output[0]] = self.pad(node)
+                producer[node.output[0]] = producer[data[0]]
+                continue
             src = tuple(producer[i] for i in data)
             if host_node is not None and node.op_type not in HOST_OP_TYPES:
                 raise ThresherError(
@@ -465,7 +471,11 @@ class _Walker:
                 ops.append(AddOp(node.name))
                 out = node.output[0]
             else:
-                ops.append(self.op(node, data[0]))
+                op = self.op(node, data[0])
+                if data[0] in pending_pads:
+                    op = replace(op, pads=tuple(a + b for a, b in
+                                                zip(op.pads, pending_pads[data[0]])))
+                ops.append(op)
                 out = node.output[0]
             sources.append(src)
             producer[out] = len(ops) - 1
@@ -485,6 +495,34 @@ class _Walker:
         chain = all(src == (k - 1,) for k, src in enumerate(sources))
         return ImportedModel(self.name, in_shape[1:], out_shape[1:], tuple(ops), input_type,
                              None if chain else tuple(sources))
+
+    def pad(self, node) -> tuple[int, int, int, int]:
+        """A ``Pad`` with zeros on H and W whose only reader is a ``Conv`` (as PyTorch's
+        ``ZeroPad2d`` exports Keras-style asymmetric 'same' padding): the Conv pads with zeros itself,
+        so the two are the Conv with the pads added, exactly. Anything else is refused."""
+        where = _where(node)
+        users = self.consumers.get(node.output[0], [])
+        if len(users) != 1 or users[0].op_type != "Conv" or users[0].input[0] != node.output[0]:
+            raise ThresherError(f"{where}: Pad is supported only as zero padding read by one Conv")
+        mode = _attr(node, "mode", "constant")
+        if mode != "constant":
+            raise ThresherError(f"{where}: Pad mode {mode} is not supported (only constant zeros)")
+        pads = _attr(node, "pads")
+        value = _attr(node, "value", 0.0)
+        if len(node.input) > 1 and node.input[1]:
+            pads = np.asarray(self.const(node.input[1], node)).ravel().tolist()
+        if len(node.input) > 2 and node.input[2]:
+            value = np.asarray(self.const(node.input[2], node)).ravel()
+            value = value.item() if value.size == 1 else value.tolist()
+        if len(node.input) > 3 and node.input[3]:
+            raise ThresherError(f"{where}: Pad with an axes input is not supported")
+        if not isinstance(value, (int, float)) or value != 0:
+            raise ThresherError(f"{where}: Pad value {value} is not supported (only zeros)")
+        pads = [int(p) for p in (pads or [])]
+        if len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)) or min(pads) < 0:
+            raise ThresherError(f"{where}: only non-negative padding of H and W is supported, "
+                                f"got pads {pads}")
+        return pads[2], pads[3], pads[6], pads[7]
 
     def host_op(self, node, tensor, output) -> HostOp:
         """Softmax, LogSoftmax, Sigmoid, ArgMax, TopK: applied by the host after the last layer."""
