@@ -77,6 +77,11 @@ class TaskFailure:
         return self.message
 
 
+def _set_build_jobs(jobs: str) -> None:
+    """A pool worker's initializer: its share of the compile jobs (see ``Campaign._pool``)."""
+    os.environ["THRESHER_BUILD_JOBS"] = jobs
+
+
 class _InlineExecutor(cf.Executor):
     """Runs each task at submission, in this process: a completed future."""
 
@@ -155,7 +160,12 @@ class Campaign:
 
     @staticmethod
     def _pool(workers: int) -> cf.ProcessPoolExecutor:
-        return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        """``workers`` spawned processes, each told how many compile jobs its share of the cores
+        allows (``THRESHER_BUILD_JOBS``, unless set): a task's Verilator build compiles on two
+        cores by default, so two workers would otherwise run four compilers on two cores."""
+        jobs = os.environ.get("THRESHER_BUILD_JOBS") or str(max(1, default_workers() // workers))
+        return cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                      initializer=_set_build_jobs, initargs=(jobs,))
 
     def describe(self) -> str:
         """Where the tasks run, for a person: ``"2 local processes"``, ``"this process"``, or

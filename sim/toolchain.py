@@ -198,6 +198,8 @@ def cache_root() -> Path:
 
 
 def _build_jobs() -> int:
+    """C++ compiles run at once for one Verilator build: ``$THRESHER_BUILD_JOBS``, else up to two
+    (a campaign's pool sets it so that its workers' compiles together fill the cores once)."""
     jobs = os.environ.get("THRESHER_BUILD_JOBS")
     return max(1, int(jobs)) if jobs else max(1, min(2, os.cpu_count() or 1))
 

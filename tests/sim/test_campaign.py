@@ -40,6 +40,10 @@ def verify_or_die(seed, i, **options):
     return verify_case(seed, i, **options)
 
 
+def build_jobs(_):
+    return os.environ.get("THRESHER_BUILD_JOBS")
+
+
 # -- a real cluster --------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -67,6 +71,19 @@ def test_campaign_results_and_failures_on_every_executor(cluster):
         assert isinstance(got[4], TaskFailure) and not got[4].died
         assert "ValueError: four is not allowed" in got[4].message
         assert "ValueError" in got[4].detail
+
+
+def test_pool_workers_share_the_compile_jobs(monkeypatch):
+    """Each worker compiles on its share of the cores; a THRESHER_BUILD_JOBS the user set wins."""
+    from thresher.sim.campaign import default_workers
+    monkeypatch.delenv("THRESHER_BUILD_JOBS", raising=False)
+    for workers in (1, 2):
+        with Campaign(workers=workers) as campaign:
+            got = {v for _, v in campaign.run(build_jobs, [(i,) for i in range(4)])}
+        assert got == {str(max(1, default_workers() // workers))}, workers
+    monkeypatch.setenv("THRESHER_BUILD_JOBS", "3")
+    with Campaign(workers=2) as campaign:
+        assert {v for _, v in campaign.run(build_jobs, [(0,), (1,)])} == {"3"}
 
 
 def test_a_dying_task_is_reported_and_the_others_complete(cluster):
