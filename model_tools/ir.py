@@ -409,8 +409,28 @@ def _set_inputs(layer) -> None:
                              f"not {layer.inputs}")
 
 
+class _Accumulating(_Stage):
+    """Mixin for a kind that computes integer accumulators (MAC layers, window sums, adds): from
+    its exact per-channel bounds ``channel_acc_range()``, the accumulator's range and bits, and
+    the range of what it outputs (its thresholds' levels, or the accumulators themselves)."""
+
+    @property
+    def acc_range(self) -> tuple[int, int]:
+        """Worst-case accumulator range over all channels and inputs in range (0 included)."""
+        lo, hi = self.channel_acc_range()
+        return int(min(lo.min(), 0)), int(max(hi.max(), 0))
+
+    @property
+    def acc_bits(self) -> int:
+        return signed_bits(*self.acc_range)
+
+    @property
+    def out_range(self) -> tuple[int, int]:
+        return self.activation.out_range if self.activation is not None else self.acc_range
+
+
 @dataclass(frozen=True, eq=False)
-class _MACLayer(_Stage):
+class _MACLayer(_Accumulating):
     """Common part of :class:`Conv` and :class:`Dense`."""
 
     name: str
@@ -453,20 +473,6 @@ class _MACLayer(_Stage):
         """Exact worst-case accumulator bounds per output channel, shape (C,) each."""
         tlo, thi = self._term_range(self._padded)
         return tlo.sum(axis=1), thi.sum(axis=1)
-
-    @property
-    def acc_range(self) -> tuple[int, int]:
-        """Worst-case accumulator range over all channels and inputs in ``in_range``."""
-        lo, hi = self.channel_acc_range()
-        return int(min(lo.min(), 0)), int(max(hi.max(), 0))
-
-    @property
-    def acc_bits(self) -> int:
-        return signed_bits(*self.acc_range)
-
-    @property
-    def out_range(self) -> tuple[int, int]:
-        return self.activation.out_range if self.activation is not None else self.acc_range
 
     @property
     def params(self) -> int:
@@ -646,7 +652,7 @@ class MaxPool(_Stage):
 
 
 @dataclass(frozen=True, eq=False)
-class AvgPool(_Stage):
+class AvgPool(_Accumulating):
     """Average pooling as an exact integer window sum, per channel.
 
     ``y[c, oh, ow] = sum over the kh x kw window of a[c, ...]`` with zero padding (``pads`` top,
@@ -718,19 +724,6 @@ class AvgPool(_Stage):
         return np.full(c, n * lo, dtype=np.int64), np.full(c, n * hi, dtype=np.int64)
 
     @property
-    def acc_range(self) -> tuple[int, int]:
-        lo, hi = self.channel_acc_range()
-        return int(min(lo.min(), 0)), int(max(hi.max(), 0))
-
-    @property
-    def acc_bits(self) -> int:
-        return signed_bits(*self.acc_range)
-
-    @property
-    def out_range(self) -> tuple[int, int]:
-        return self.activation.out_range if self.activation is not None else self.acc_range
-
-    @property
     def macs(self) -> int:
         return int(np.prod(self.out_shape)) * self.fan_in
 
@@ -756,7 +749,7 @@ class AvgPool(_Stage):
 
 
 @dataclass(frozen=True, eq=False)
-class Add(_Stage):
+class Add(_Accumulating):
     """The integer sum of two earlier tensors of one shape, aligned to one scale (a residual add).
 
     ``y = a * 2^shifts[0] + b * 2^shifts[1]`` elementwise, ``a`` and ``b`` the outputs of the layers
@@ -815,19 +808,6 @@ class Add(_Stage):
         lo, hi = (alo << ka) + (blo << kb), (ahi << ka) + (bhi << kb)
         c = self.out_channels
         return np.full(c, lo, dtype=np.int64), np.full(c, hi, dtype=np.int64)
-
-    @property
-    def acc_range(self) -> tuple[int, int]:
-        lo, hi = self.channel_acc_range()
-        return int(min(lo.min(), 0)), int(max(hi.max(), 0))
-
-    @property
-    def acc_bits(self) -> int:
-        return signed_bits(*self.acc_range)
-
-    @property
-    def out_range(self) -> tuple[int, int]:
-        return self.activation.out_range if self.activation is not None else self.acc_range
 
     @property
     def macs(self) -> int:
