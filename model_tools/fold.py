@@ -291,6 +291,20 @@ def _alignment(s_a: np.ndarray, s_b: np.ndarray, where: str) -> tuple[int, int]:
 
 # -- the fold --------------------------------------------------------------------------------------
 
+def _quantizer_chain(ops, last_q: int, what: str, shape):
+    """The float chain from an integer stage (``what``: an add, an average pool) to its quantizer
+    ``ops[last_q]``: only scalar/per-channel arithmetic, batch-norm and ReLU may come between.
+    Returns ``(chain, quantizer, the ops after it)``."""
+    chain_ops = tuple(ops[:last_q])
+    for x in chain_ops:
+        if not isinstance(x, (Elementwise, BatchNorm, Relu, Quantize)):
+            raise ThresherError(f"node {x.node}: {type(x).__name__} between {what} and its "
+                                "quantizer is not supported")
+    q, after = ops[last_q], ops[last_q + 1:]
+    relu_after = bool(after) and isinstance(after[0], Relu)
+    return _Chain(chain_ops, q, relu_after, shape), q, after
+
+
 class _Folder:
     def __init__(self, model: ImportedModel):
         self.model = model
@@ -444,15 +458,7 @@ class _Folder:
                                                                                None))
             raise ThresherError(f"{where}: the sum reaches the next layer without a quantizer "
                                 "(an add must be followed by a quantizer, or end the model)")
-        chain_ops = tuple(segment[:last_q])
-        for x in chain_ops:
-            if not isinstance(x, (Elementwise, BatchNorm, Relu, Quantize)):
-                raise ThresherError(f"node {x.node}: {type(x).__name__} between an add and its "
-                                    "quantizer is not supported")
-        q = segment[last_q]
-        after = segment[last_q + 1:]
-        relu_after = bool(after) and isinstance(after[0], Relu)
-        chain = _Chain(chain_ops, q, relu_after, shape)
+        chain, q, after = _quantizer_chain(segment, last_q, "an add", shape)
         thresholds = _add_thresholds(chain, where, (r_a, r_b), (s_a, s_b), shifts)
         self.layers.append(Add(**args, activation=thresholds))
         q_scale = _per_channel(q.scale, shape, q.node)
@@ -781,15 +787,7 @@ class _Folder:
             for x in rest:
                 flat = x.shape
             return flat, np.asarray([s_c[0] / op.divisor]), probe.acc_range, None
-        chain_ops = tuple(rest[:last_q])
-        for x in chain_ops:
-            if not isinstance(x, (Elementwise, BatchNorm, Relu, Quantize)):
-                raise ThresherError(f"node {x.node}: {type(x).__name__} between an average pool "
-                                    "and its quantizer is not supported")
-        q = rest[last_q]
-        after = rest[last_q + 1:]
-        relu_after = bool(after) and isinstance(after[0], Relu)
-        chain = _Chain(chain_ops, q, relu_after, out)
+        chain, q, after = _quantizer_chain(rest, last_q, "an average pool", out)
         s32 = s_c.astype(np.float32)[:, None]
         div32 = np.float32(op.divisor)
 
