@@ -6,6 +6,14 @@
 (zero padding counted in the divisor ``k * k``), ``("dense", cout)``; the last MAC layer (or
 average pool) gets no activation.
 
+Residual graphs: each of these reads the previous layer unless one more element names its source
+(a layer index, -1 the input quantizer's output; ``avgpool`` then with its pad), and
+``("add", a, b[, shifts[, act]])`` adds the outputs of the earlier layers ``a`` and ``b`` (equal
+shapes), ``shifts`` a power-of-two alignment ``(ka, 0)`` or ``(0, kb)`` (default ``(0, 0)``); an
+add gets thresholds spread over its sums unless ``act`` is false (raw sums out: the last layer
+only). ``input_kinds`` (default ``act_kinds``) are the input quantizer's kinds, ``input_direction``
+fixes its direction (default: drawn).
+
 ``variety`` (default 0.25): a ``"conv"`` with a k > 1 window becomes, with probability
 ``variety / 2``, an average pool over the same window (stride and pads kept, channels unchanged),
 and otherwise, with probability ``variety``, a grouped conv when its input and output channels share
@@ -21,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ir import (AvgPool, Conv, Dense, Dequant, InputQuantizer, IntegerNetwork, MaxPool,
+from .ir import (Add, AvgPool, Conv, Dense, Dequant, InputQuantizer, IntegerNetwork, MaxPool,
                  Thresholds)
 
 ACT_KINDS = ("bipolar", "signed2", "unsigned2", "unsigned3", "signed3")
@@ -69,49 +77,88 @@ def _draw_groups(rng, cin, cout, variety) -> int:
     return int(rng.choice(common))
 
 
+def _add_thresholds(rng, add, act_kinds=None):
+    """Thresholds spread over an add's sums (per channel direction ``d``: around ``d`` times the
+    middle of the range), so that its output varies."""
+    lo, hi = add.acc_range
+    levels, offset, step = _act_params(str(rng.choice(act_kinds or ACT_KINDS)))
+    c = add.out_channels
+    d = rng.choice([-1, 1], size=c)
+    mid = (lo + hi) / 2
+    vals = np.round(rng.normal(mid, max(1.0, (hi - lo) / 4), size=(c, levels)) * d[:, None])
+    return Thresholds(np.sort(vals.astype(np.int64), axis=1), d, offset, step)
+
+
+#: the length of each kind's entry without its optional source index (``avgpool``: with its pad)
+_SRC_AT = {"conv": 5, "gconv": 6, "pool": 3, "avgpool": 4, "dense": 2}
+
+
 def random_network(rng, in_shape=(1, 8, 8), spec=(("conv", 8, 3, 1, 1), ("dense", 10)), *,
                    weight_bits=None, act_kinds=None, input_levels=None, raw_range=(0, 255),
-                   name="random", variety=0.25):
+                   name="random", variety=0.25, input_kinds=None, input_direction=None):
     rng = np.random.default_rng(rng)
     lo_raw, hi_raw = raw_range
     # input quantizer: float32 thresholds on the raw value
-    kind = rng.choice(act_kinds or ACT_KINDS) if input_levels is None else None
+    kind = rng.choice(input_kinds or act_kinds or ACT_KINDS) if input_levels is None else None
     if input_levels is None:
         levels, offset, step = _act_params(kind)
     else:
         levels, offset, step = input_levels, 0, 1
     tq = np.sort(rng.uniform(lo_raw - 5, hi_raw + 5, size=(1, levels))).astype(np.float32)
+    direction = rng.choice([-1, 1], size=1) if input_direction is None else [input_direction]
     inq = InputQuantizer(tuple(in_shape), tuple(in_shape),
-                         Thresholds(tq, rng.choice([-1, 1], size=1), offset, step))
-    rng_in = (offset, offset + step * levels)
-    shape = tuple(in_shape)
+                         Thresholds(tq, direction, offset, step))
+    shapes = {-1: tuple(in_shape)}
+    ranges = {-1: (offset, offset + step * levels)}
+    chain = not any(s[0] == "add" for s in spec)
     layers = []
     for i, s in enumerate(spec):
+        s = tuple(s)
         last = i == len(spec) - 1
-        if s[0] == "conv" and s[2] > 1 and variety > 0 and rng.random() < variety / 2:
+        if s[0] == "add":
+            a, b = int(s[1]), int(s[2])
+            shifts = tuple(s[3]) if len(s) > 3 else (0, 0)
+            with_act = s[4] if len(s) > 4 else True
+            common = dict(name=f"add{i}", in_shape=shapes[a], out_shape=shapes[a], inputs=(a, b),
+                          in_ranges=(ranges[a], ranges[b]), shifts=shifts)
+            layer = Add(**common)
+            if with_act:
+                layer = Add(**common, activation=_add_thresholds(rng, layer, act_kinds))
+            layers.append(layer)
+            shapes[i], ranges[i] = layer.out_shape, layer.out_range
+            continue
+        n = _SRC_AT[s[0]]
+        src = int(s[n]) if len(s) > n else i - 1
+        s = s[:n]
+        inputs = None if src == i - 1 else (src,)
+        shape, rng_in = shapes[src], ranges[src]
+        if s[0] == "conv" and s[2] > 1 and variety > 0 and rng.random() < variety / 2 \
+                and (chain or s[1] == shape[0]):    # in a graph: only when the shape is kept
             s = ("avgpool",) + tuple(s[2:])       # the same window, channels kept: still a MAC stage
         if s[0] == "pool":
             _, k, st = s
             C, H, W = shape
             out = (C, (H - k) // st + 1, (W - k) // st + 1)
-            layers.append(MaxPool(f"pool{i}", shape, out, (k, k), (st, st), in_range=rng_in))
-            shape = out
+            layers.append(MaxPool(f"pool{i}", shape, out, (k, k), (st, st), in_range=rng_in,
+                                  inputs=inputs))
+            shapes[i], ranges[i] = out, rng_in
             continue
         if s[0] == "avgpool":           # the window sum, thresholds around its typical values
             _, k, st, pad = (tuple(s) + (0,))[:4]
             C, H, W = shape
             out = (C, (H + 2 * pad - k) // st + 1, (W + 2 * pad - k) // st + 1)
             pads = (pad,) * 4                    # count_include_pad: the divisor stays k * k
-            layer = AvgPool(f"avg{i}", shape, out, (k, k), (st, st), pads, rng_in, k * k)
+            layer = AvgPool(f"avg{i}", shape, out, (k, k), (st, st), pads, rng_in, k * k,
+                            inputs=inputs)
             if not last:
                 lo, hi = layer.acc_range
                 act = _activation(rng, rng.choice(act_kinds or ACT_KINDS), C,
                                   k * max(1.0, (rng_in[1] - rng_in[0]) / 2), max(-lo, hi),
                                   center=k * k * (rng_in[0] + rng_in[1]) / 2)
-                layer = AvgPool(f"avg{i}", shape, out, (k, k), (st, st), pads, rng_in, k * k, act)
-                rng_in = act.out_range
+                layer = AvgPool(f"avg{i}", shape, out, (k, k), (st, st), pads, rng_in, k * k, act,
+                                inputs=inputs)
             layers.append(layer)
-            shape = out
+            shapes[i], ranges[i] = out, layer.out_range
             continue
         wb = int(rng.choice(weight_bits or (1, 2, 3, 4, 8)))
         if wb == 1:
@@ -138,7 +185,7 @@ def random_network(rng, in_shape=(1, 8, 8), spec=(("conv", 8, 3, 1, 1), ("dense"
         fan = int(np.prod(w.shape[1:]))
         spread = np.sqrt(fan) * max(1.0, np.abs(w).mean()) * max(1.0, amax) / 2
         common = dict(name=f"l{i}", weights=w, in_shape=shape, out_shape=out, in_range=rng_in,
-                      weight_bits=wb, activation=None)
+                      weight_bits=wb, activation=None, inputs=inputs)
         layer = Conv(**common, stride=(st, st), pads=(pad,) * 4, groups=groups) \
             if s[0] != "dense" else Dense(**common)
         if not last:
@@ -148,9 +195,9 @@ def random_network(rng, in_shape=(1, 8, 8), spec=(("conv", 8, 3, 1, 1), ("dense"
             common["activation"] = act
             layer = Conv(**common, stride=(st, st), pads=(pad,) * 4, groups=groups) \
                 if s[0] != "dense" else Dense(**common)
-            rng_in = act.out_range
         layers.append(layer)
-        shape = out
+        shapes[i], ranges[i] = out, layer.out_range
+    shape = shapes[len(spec) - 1]
     last_c = shape[0]
     return IntegerNetwork(inq, tuple(layers), Dequant(np.ones(last_c), np.zeros(last_c)),
                           shape, name=name)

@@ -43,7 +43,9 @@ def random_case(rng) -> dict:
 
     Shapes stay small (a build is seconds, a pysim run of a few thousand cycles is too), but cover
     dense-only, conv (im2col first layer or not), pooling, strides, padding, conv or pool last,
-    PE < = > SIMD, 1..8-bit weights (the generator's choice), signed or unsigned raw inputs.
+    residual blocks (a quarter of the conv cases: identity or 1x1 stride-2 shortcut, shifts, the
+    add last or not), PE < = > SIMD, 1..8-bit weights (the generator's choice), signed or unsigned
+    raw inputs.
     """
     rng = np.random.default_rng(rng)
     pe = int(rng.choice([1, 2, 4, 8, 16]))
@@ -54,6 +56,9 @@ def random_case(rng) -> dict:
         spec = [("dense", int(rng.integers(2, 20))) for _ in range(rng.integers(1, 4))]
         return dict(in_shape=in_shape, spec=spec, pe=pe, simd=simd, raw_range=raw_range)
     c, h = int(rng.choice([1, 2, 3, 4, 8])), int(rng.integers(3, 9))
+    if rng.random() < 0.25:                                     # a residual graph
+        spec = _residual_spec(rng, c, h)
+        return dict(in_shape=(c, h, h), spec=spec, pe=pe, simd=simd, raw_range=raw_range)
     shape = (c, h, h)
     spec = []
     for _ in range(rng.integers(1, 4)):
@@ -75,6 +80,44 @@ def random_case(rng) -> dict:
     if rng.random() < 0.6:
         spec.append(("dense", int(rng.integers(2, 12))))
     return dict(in_shape=(c, h, h), spec=spec, pe=pe, simd=simd, raw_range=raw_range)
+
+
+def _residual_spec(rng, c: int, h: int) -> list:
+    """One residual block on a ``c x h x h`` input (see :func:`model_tools.netgen.random_network`'s
+    ``add`` entries): its input the input quantizer's output or a stem conv's; either an identity
+    block (one or two convs keeping the shape, then an add with the block input) or a downsampling
+    block (a stride-2 3x3 conv, maybe a second conv, and a 1x1 stride-2 shortcut conv from the
+    block input, then their add). The add's operands in either order, a power-of-two shift on one
+    of them a third of the time; then a dense layer, or the add last (thresholds or raw sums)."""
+    spec, src, cb = [], -1, c
+    if rng.random() < 0.5:                                      # a stem conv
+        cb = int(rng.integers(2, 9))
+        spec.append(("conv", cb, 3, 1, 1))
+        src = 0
+    if h < 3 or rng.random() < 0.5:                             # identity
+        for _ in range(rng.integers(1, 3)):
+            k = int(rng.choice([1, 3]))
+            spec.append(("conv", cb, k, 1, k // 2))
+        a, b = len(spec) - 1, src
+    else:                                                       # downsampling, 1x1 shortcut
+        co = int(rng.integers(2, 9))
+        spec.append(("conv", co, 3, 2, 1))
+        if rng.random() < 0.5:
+            spec.append(("conv", co, 3, 1, 1))
+        spec.append(("conv", co, 1, 2, 0, src))
+        a, b = len(spec) - 2, len(spec) - 1
+    if rng.random() < 0.5:
+        a, b = b, a
+    shifts = (0, 0)
+    if rng.random() < 1 / 3:
+        k = int(rng.integers(1, 4))
+        shifts = (k, 0) if rng.random() < 0.5 else (0, k)
+    r = rng.random()
+    if r < 0.5:
+        spec += [("add", a, b, shifts), ("dense", int(rng.integers(2, 12)))]
+    else:
+        spec.append(("add", a, b, shifts, bool(r < 0.75)))
+    return spec
 
 
 @dataclass
@@ -159,13 +202,18 @@ def _stall_seed(seed: int, i: int) -> int:
 
 
 def _layers(net) -> list[dict]:
-    """What a network exercises, stage by stage: kind, shapes, weight bits, kernel, stride and
-    (grouped convolutions, average pools) groups and divisor."""
-    from ..model_tools.ir import AvgPool, Conv, MaxPool
+    """What a network exercises, stage by stage: kind, shapes, weight bits, kernel, stride,
+    (grouped convolutions, average pools) groups and divisor, and (a layer that does not read just
+    the previous one: adds, branches) its inputs by index, -1 the input quantizer's output."""
+    from ..model_tools.ir import Add, AvgPool, Conv, MaxPool
     rows = []
-    for layer in net.layers:
+    for k, layer in enumerate(net.layers):
         row = {"name": layer.name, "kind": type(layer).__name__,
                "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape)}
+        if layer.inputs is not None and tuple(layer.inputs) != (k - 1,):
+            row["inputs"] = [int(i) for i in layer.inputs]
+        if isinstance(layer, Add) and any(layer.shifts):
+            row["shifts"] = [int(i) for i in layer.shifts]
         if isinstance(layer, (Conv, MaxPool, AvgPool)):
             row["kernel"], row["stride"] = list(layer.kernel), list(layer.stride)
         if isinstance(layer, Conv) and layer.groups != 1:

@@ -33,6 +33,40 @@ def test_a_case_depends_on_its_seed_and_index_only():
     assert len(stalls) == 150 and _stall_seed(1, 7) == _stall_seed(1, 7)
 
 
+def test_random_cases_include_residual_graphs():
+    """Some cases draw a residual block (an add of two earlier layers, identity or 1x1 strided
+    shortcut, shifted or not, the add last or not); each builds into a graph network."""
+    cases = [random_case(np.random.default_rng([0, i])) for i in range(80)]
+    graphs = [c for c in cases if any(s[0] == "add" for s in c["spec"])]
+    assert 8 <= len(graphs) <= 30
+    assert any(s[0] == "add" and s[1:3] != (len(c["spec"]) - 2, 0) for c in graphs
+               for s in c["spec"])
+    assert any(len(s) == 6 and s[0] == "conv" and s[2] == 1 and s[3] == 2 for c in graphs
+               for s in c["spec"])
+    assert any(c["spec"][-1][0] == "add" for c in graphs)
+    assert any(s[0] == "add" and any(s[3]) for c in graphs for s in c["spec"])
+    for i in range(80):
+        case, net, _ = _network(0, i, 1)
+        assert net.is_chain == (case not in graphs)
+
+
+def test_a_residual_case_passes_under_verilator():
+    """Case 8 of seed 3 (a 1x1 stride-2 shortcut from the input quantizer's output, the add last
+    without thresholds) matches golden and the cycle model; verify.json's rows name the add's
+    and the shortcut's inputs."""
+    from thresher.sim.toolchain import unavailable_reason
+    from thresher.sim.verify import verify_case
+    if unavailable_reason() is not None:
+        pytest.skip(unavailable_reason())
+    result = verify_case(3, 8, pysim_every=0)
+    assert result.ok, result.message
+    assert result.cycles == result.predicted
+    rows = result.to_json()["layers"]
+    assert [r["kind"] for r in rows] == ["Conv", "Conv", "Add"]
+    assert [r.get("inputs") for r in rows] == [None, [-1], [1, 0]]
+    assert rows[2]["activation"] is False and rows[1]["kernel"] == [1, 1]
+
+
 @pytest.mark.slow
 def test_verify_random_reports_and_saves_failures(tmp_path, monkeypatch, progress_events):
     """A random case passes; then a deliberately wrong golden makes one fail and be saved."""
