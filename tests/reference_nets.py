@@ -228,12 +228,13 @@ def _randomise_tensor_norm(m, pre, rng):
         m.bias.fill_(float(rng.normal(0, 0.5)))
 
 
-def calibrate(model, x, seed, nudge=True):
+def calibrate(model, x, seed, nudge=True, keep=()):
     """Random batch-norm from the real pre-BN values, one train-mode pass of each activation
     quantizer (the first time it runs: a shared quantizer keeps its first scale), eval mode.
 
     ``nudge``: multiply each calibrated activation scale by a random factor in [0.9, 1.1], as
-    training moves it (freshly calibrated scales put sums after an add exactly on rounding ties).
+    training moves it (freshly calibrated scales put sums after an add exactly on rounding ties),
+    except the quantizers whose names start with one of ``keep`` (e.g. fixed power-of-two scales).
     """
     from brevitas_examples.bnn_pynq.models.tensor_norm import TensorNorm
     rng = np.random.default_rng(seed)
@@ -266,7 +267,8 @@ def calibrate(model, x, seed, nudge=True):
             h.remove()
         if nudge:
             for name, buf in model.named_buffers():
-                if name.endswith("fused_activation_quant_proxy.tensor_quant.scaling_impl.buffer"):
+                if name.endswith("fused_activation_quant_proxy.tensor_quant.scaling_impl.buffer") \
+                        and not name.startswith(tuple(keep)):
                     buf.mul_(float(rng.uniform(0.9, 1.1)))
     return model.eval()
 

@@ -21,7 +21,8 @@ import pytest
 import torch
 import brevitas.nn as qnn
 from brevitas.quant import Uint8ActPerTensorFixedPoint, Uint8ActPerTensorFloat
-from brevitas_factory import _randomise_bn, export, reference
+from brevitas_factory import export, reference
+from reference_nets import calibrate
 from torch import nn
 
 from thresher.hw.board.frame import network_hash
@@ -136,49 +137,16 @@ def unrelated_scales_net():
 
 
 def _calibrate(model, x, seed, learned=True):
-    """Random batch-norm from the real pre-BN values (mixed-sign and zero gammas, random weight,
-    bias, mean, variance), then one train-mode pass of each activation quantizer (the first time it
-    runs: a shared quantizer keeps its scale), eval mode.
+    """``reference_nets.calibrate``: random batch-norm, a calibration pass, eval mode.
 
     ``learned``: then scale each quantizer's calibrated scale by a random factor in [0.9, 1.1], as
-    training moves it. Right after calibration the quantizer behind an add has a scale of
-    ``m * s / (2^b - 1)`` (the largest sum seen, ``m`` steps of ``s``), so ``(a + b) * s`` lands
-    exactly on its rounding ties, where the reference's float32 add rounds differently for
-    different splits of one integer sum (refused: see ``test_float_ties_after_add_are_refused``).
+    training moves it (not the fixed power-of-two quantizers ``qa``/``qb``). Right after
+    calibration the quantizer behind an add has a scale of ``m * s / (2^b - 1)`` (the largest sum
+    seen, ``m`` steps of ``s``), so ``(a + b) * s`` lands exactly on its rounding ties, where the
+    reference's float32 add rounds differently for different splits of one integer sum (refused:
+    see ``test_float_ties_after_add_are_refused``).
     """
-    rng = np.random.default_rng(seed)
-    model.eval()
-    done, hooks = set(), []
-
-    def bn_hook(m, args):
-        if m not in done:
-            done.add(m)
-            _randomise_bn(m, getattr(args[0], "value", args[0]), rng)
-
-    def q_pre(m, args):
-        if m not in done:
-            done.add(m)
-            m.train()
-
-    def q_post(m, args, out):
-        m.eval()
-
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            hooks.append(m.register_forward_pre_hook(bn_hook))
-        elif isinstance(m, (qnn.QuantReLU, qnn.QuantIdentity)):
-            hooks.append(m.register_forward_pre_hook(q_pre))
-            hooks.append(m.register_forward_hook(q_post))
-    with torch.no_grad():
-        model(x)
-        for h in hooks:
-            h.remove()
-        if learned:
-            for name, buf in model.named_buffers():
-                if name.endswith("act_quant.fused_activation_quant_proxy.tensor_quant."
-                                 "scaling_impl.buffer") and not name.startswith(("qa.", "qb.")):
-                    buf.mul_(float(rng.uniform(0.9, 1.1)))
-    return model.eval()
+    return calibrate(model, x, seed, nudge=learned, keep=("qa.", "qb."))
 
 
 def _pixels(seed, shape, n):
