@@ -10,12 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import ThresherError
-from .ir import (  # noqa: F401  (_pad, _windows: moved beside the kinds, the old names stay)
-    Add, AvgPool, Conv, Dense, IntegerNetwork, MaxPool, Thresholds, _pad, _windows,
-    check_typed_input)
+from .ir import IntegerNetwork, Thresholds, check_typed_input
 
 __all__ = ["run", "run_integer", "quantize_input", "check_input", "forward", "apply_thresholds", "dequantize",
-           "host_tail", "finish", "conv2d", "dense", "maxpool2d", "avgpool2d", "add"]
+           "host_tail", "finish"]
 
 
 def apply_thresholds(t: Thresholds, v: np.ndarray) -> np.ndarray:
@@ -29,35 +27,6 @@ def quantize_input(net: IntegerNetwork, x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     q = apply_thresholds(net.input.thresholds, x)
     return q.reshape((x.shape[0],) + net.input.out_shape)
-
-
-# Each kind's integer function lives beside its definition in ``model_tools.ir`` (``accumulate``);
-# these names are kept for the code and tests that call them directly.
-
-def conv2d(layer: Conv, a: np.ndarray) -> np.ndarray:
-    """Integer convolution, (B, Cin, H, W) -> accumulators (B, Cout, Ho, Wo); grouped convolutions
-    (``layer.groups``) contract each group's input channels with its own output channels only."""
-    return layer.accumulate(a)
-
-
-def dense(layer: Dense, a: np.ndarray) -> np.ndarray:
-    """Integer matrix-vector product on the C-order flattening of each sample."""
-    return layer.accumulate(a)
-
-
-def maxpool2d(layer: MaxPool, a: np.ndarray) -> np.ndarray:
-    """Max pooling of integer activations; padding is the dtype's minimum, so it never wins."""
-    return layer.accumulate(a)
-
-
-def avgpool2d(layer: AvgPool, a: np.ndarray) -> np.ndarray:
-    """Integer window sums of average pooling (zero padding), (B, C, H, W) -> (B, C, Ho, Wo)."""
-    return layer.accumulate(a)
-
-
-def add(layer: Add, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The aligned integer sum ``a * 2^ka + b * 2^kb`` of two (B, *in_shape) tensors."""
-    return layer.accumulate(a, b)
 
 
 def forward(net: IntegerNetwork, q: np.ndarray, *, keep: bool = False):

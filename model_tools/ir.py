@@ -651,8 +651,17 @@ class MaxPool(_Stage):
                 "thresholds": "-"}
 
 
+class _Weightless:
+    """Mixin for a kind with no stored weights (a window sum's implicit weights are all 1, an
+    add's are its shifts): no weight bits, no parameters."""
+
+    weight_bits = 0
+    bipolar_weights = False
+    params = 0
+
+
 @dataclass(frozen=True, eq=False)
-class AvgPool(_Accumulating):
+class AvgPool(_Weightless, _Accumulating):
     """Average pooling as an exact integer window sum, per channel.
 
     ``y[c, oh, ow] = sum over the kh x kw window of a[c, ...]`` with zero padding (``pads`` top,
@@ -703,10 +712,6 @@ class AvgPool(_Accumulating):
     def groups(self) -> int:
         return self.in_shape[0]
 
-    #: no stored weights: the window sum's implicit weights are all 1 (:meth:`dense_weights`)
-    weight_bits = 0
-    bipolar_weights = False
-    params = 0
 
     def dense_weights(self) -> np.ndarray:
         """The window sum as a plain convolution: (C, C, kh, kw), 1 on the channel diagonal."""
@@ -749,7 +754,7 @@ class AvgPool(_Accumulating):
 
 
 @dataclass(frozen=True, eq=False)
-class Add(_Accumulating):
+class Add(_Weightless, _Accumulating):
     """The integer sum of two earlier tensors of one shape, aligned to one scale (a residual add).
 
     ``y = a * 2^shifts[0] + b * 2^shifts[1]`` elementwise, ``a`` and ``b`` the outputs of the layers
@@ -795,10 +800,6 @@ class Add(_Accumulating):
     def out_channels(self) -> int:
         return self.in_shape[0]
 
-    #: no stored weights
-    weight_bits = 0
-    bipolar_weights = False
-    params = 0
     fan_in = 2
 
     def channel_acc_range(self) -> tuple[np.ndarray, np.ndarray]:

@@ -16,17 +16,6 @@ def _bits(lo, hi) -> str:
     return f"{'s' if signed else 'u'}{bits}"
 
 
-def _threshold_text(layer) -> str:
-    """The thresholds column of an accumulator stage (its kind's :meth:`describe`)."""
-    return layer.describe()["thresholds"]
-
-
-def _kind(layer) -> str:
-    """``Conv 3x3/1``, ``Conv 3x3/1 depthwise``, ``AvgPool 2x2/2 /4``, ``Dense``, ``Add (a<<1)``:
-    the kind column, as each kind describes itself (``describe`` in ``model_tools.ir``)."""
-    return layer.describe()["kind"]
-
-
 def _source_names(net: IntegerNetwork) -> list[str]:
     """A readable name per stage index (``-1``: ``input``): the layer's name, with ``#index``
     added where two stages share a name, so the ``from`` column never points at two stages."""

@@ -268,7 +268,7 @@ def test_golden_keep_and_liveness(tmp_path):
         if isinstance(layer, Add):
             a, b = (stages[j] if j >= 0 else q for j in net.sources(i))
             assert np.array_equal(stages[i], golden.apply_thresholds(
-                layer.activation, golden.add(layer, a.reshape(stages[i].shape),
+                layer.activation, layer.accumulate(a.reshape(stages[i].shape),
                                              b.reshape(stages[i].shape))))
 
 
