@@ -131,10 +131,11 @@ class Accelerator(wiring.Component):
 
         m.submodules.loader = loader = InputLoader(plan)
         m.submodules.gen = gen = WindowGenerator(plan, gap=GAP_CYCLES)
+        channelwise = any(s.channelwise for s in stages)
         m.submodules.mac = mac = MACArray(pe=pe, simd=simd, weight_width=plan.weight_width,
                                           act_width=A, acc_width=plan.acc_width,
                                           tag_width=tags.size, dsp_lanes=self.dsp_lanes,
-                                          pack_shift=self.pack_shift)
+                                          pack_shift=self.pack_shift, row_operands=channelwise)
         m.submodules.pool = pool = MaxPoolUnit(lanes=simd, width=A, tag_width=tags.size)
         m.submodules.thr = thr = ThresholdUnit(lanes=pe, acc_width=plan.acc_width,
                                                cmp_width=plan.cmp_width,
@@ -213,6 +214,13 @@ class Accelerator(wiring.Component):
             pool.i.payload.last.eq(cmd2.last),
             pool.i.payload.tag.eq(tag2),
         ]
+        if channelwise:
+            # lanes over channels: PE channels of the word straight to the PE rows
+            d2 = Signal(data.ArrayLayout(signed(A), pe))
+            m.d.sync += d2.eq(self._row_activations(m, f_rd, cmd1))
+            m.d.comb += [mac.i.payload.d.eq(d2),
+                         mac.i.payload.diag.eq(
+                             Array(Const(s.channelwise, 1) for s in stages)[cmd2.stage])]
         self._thresholds(m, thr, mac.o, tag2)
 
         # ---- phases -----------------------------------------------------------------------------
@@ -324,6 +332,20 @@ class Accelerator(wiring.Component):
         for k in range(simd):
             m.d.comb += a_lanes[k].eq(Mux(cmd1.mask[k], raw_lanes[k], 0))
         return a_lanes
+
+    def _row_activations(self, m, f_rd, cmd1):
+        """The ``pe`` activations of ``cmd1``'s beat for a channelwise stage, one per PE row:
+        the PE-channel slice ``dsub`` of the feature word, all zero when the tap lies in the
+        padding (channels past C meet zero weights)."""
+        plan = self.plan
+        pe, A, F = plan.pe, plan.act_width, plan.feat_width
+        slices = [f_rd.data[k * pe * F:(k + 1) * pe * F] for k in range(plan.V // pe)]
+        word = Signal(pe * F)
+        m.d.comb += word.eq(Array(slices)[cmd1.dsub] if len(slices) > 1 else slices[0])
+        d_lanes = Signal(data.ArrayLayout(signed(A), pe))
+        for k in range(pe):
+            m.d.comb += d_lanes[k].eq(Mux(cmd1.inb, word[k * F:(k + 1) * F].as_signed(), 0))
+        return d_lanes
 
     def _thresholds(self, m, thr, acc, tag2):
         """Feed the threshold unit from the array's output ``acc``, with the word of the

@@ -5,6 +5,8 @@ Words are packed little-endian by lane: lane ``k`` occupies bits ``[k * width, (
 * Weight ROM of a MAC stage: one word per (g, ky, kx, cg) in loop order (see :mod:`hw.plan`), lanes
   ``pe * SIMD + s`` holding ``w[g * PE + pe, tap, input element]``; zero outside the layer (bipolar
   weights are 1 bit, 1 meaning +1, 0 meaning -1; their padding is masked by the activations).
+  A channelwise stage holds channel ``g * PE + pe``'s weight of the word's tap in lane
+  ``pe * SIMD`` and zeros elsewhere.
 * Threshold ROM of a MAC stage with an activation: one word per output group ``g``; lane ``pe`` is
   ``[direction bit (1 = negative), T_0, ..., T_{L-1}]`` with ``cmp_width``-bit thresholds clamped
   into ``[-M, M + 1]``, ``M`` the stage's accumulator bound (clamping is exact: a threshold below
@@ -54,6 +56,16 @@ def weight_lanes(plan: Plan, stage: Stage) -> np.ndarray:
     weights are their bits (+1 -> 1, -1 -> 0)."""
     pe, simd = plan.pe, plan.simd
     ng, kh, kw, nc = stage.loops
+    if stage.channelwise:
+        # lanes over channels: row k is channel g * PE + k, its weight for the beat's tap in
+        # lane (k, 0); every other lane 0. Word (g, t): t the tap, (ky, kx) or the add's input
+        cw = stage.weights
+        taps = kh * kw * nc
+        full = np.zeros((ng * pe, taps), dtype=np.int64)
+        full[:cw.shape[0]] = cw
+        lanes = np.zeros((ng, taps, pe, simd), dtype=np.int64)
+        lanes[:, :, :, 0] = full.reshape(ng, pe, taps).transpose(0, 2, 1)
+        return lanes.reshape(ng * taps, pe * simd)
     w = flat_weights(plan, stage)
     cout, taps, elems = w.shape
     full = np.zeros((ng * pe, taps, nc * simd), dtype=np.int64)

@@ -19,11 +19,19 @@ bits), ``a * w0 = sext(P[:S])`` and ``a * w1 = P[S:] + P[S - 1]``. Exact when ev
 ``a * w`` lies in ``[-2^(S-1), 2^(S-1))`` and the packed weight fits 16 signed bits: the caller
 (:class:`hw.accelerator.Accelerator`) checks that on the network's real ranges.
 
+With ``row_operands=True`` the array also takes one activation per PE row, ``d``, and a flag
+``diag``: while ``diag`` is high, lane ``(k, 0)`` multiplies ``d[k]`` instead of the shared
+``a[0]`` (a mux in front of one lane per row). That is how a channelwise stage (a depthwise conv,
+a window sum, an add: :mod:`hw.plan`) runs with lanes over channels: row ``k`` is channel ``k``
+and its other lanes hold zero weights. Packed DSP pairs share an activation, so lane column 0
+is never packed then.
+
 Members
 -------
 i : In(stream.Signature(StructLayout))
     ``w`` (``pe * simd`` x signed(weight_width)), ``a`` (``simd`` x signed(act_width)),
-    ``first``, ``last``, ``tag``.
+    ``first``, ``last``, ``tag``; with ``row_operands``, ``d`` (``pe`` x signed(act_width))
+    and ``diag``.
 o : Out(stream.Signature(StructLayout))
     ``acc`` (``pe`` x signed(acc_width)) and ``tag``.
 """
@@ -49,7 +57,7 @@ def shift_add_product(w, a, w_width, a_width):
 
 class MACArray(wiring.Component):
     def __init__(self, *, pe, simd, weight_width, act_width, acc_width, tag_width=1,
-                 dsp_lanes=None, pack_shift=None):
+                 dsp_lanes=None, pack_shift=None, row_operands=False):
         if dsp_lanes is not None and (not isinstance(dsp_lanes, int) or dsp_lanes < 0):
             raise ValueError(f"dsp_lanes must be None or an integer >= 0, not {dsp_lanes!r}")
         if pack_shift is not None and (not isinstance(pack_shift, int) or pack_shift < 2 or
@@ -67,14 +75,19 @@ class MACArray(wiring.Component):
         self.pe, self.simd = pe, simd
         self.weight_width, self.act_width, self.acc_width = weight_width, act_width, acc_width
         self.tag_width = tag_width
+        self.row_operands = bool(row_operands)
+        fields = {
+            "w": data.ArrayLayout(signed(weight_width), pe * simd),
+            "a": data.ArrayLayout(signed(act_width), simd),
+            "first": unsigned(1),
+            "last": unsigned(1),
+            "tag": unsigned(tag_width),
+        }
+        if self.row_operands:
+            fields["d"] = data.ArrayLayout(signed(act_width), pe)
+            fields["diag"] = unsigned(1)
         super().__init__({
-            "i": In(stream.Signature(data.StructLayout({
-                "w": data.ArrayLayout(signed(weight_width), pe * simd),
-                "a": data.ArrayLayout(signed(act_width), simd),
-                "first": unsigned(1),
-                "last": unsigned(1),
-                "tag": unsigned(tag_width),
-            }))),
+            "i": In(stream.Signature(data.StructLayout(fields))),
             "o": Out(stream.Signature(data.StructLayout({
                 "acc": data.ArrayLayout(signed(acc_width), pe),
                 "tag": unsigned(tag_width),
@@ -100,6 +113,13 @@ class MACArray(wiring.Component):
         a_bits = self.i.payload.a.as_value()
         w_lane = [w_bits[j * W:(j + 1) * W].as_signed() for j in range(pe * simd)]
         a_lane = [a_bits[s * A:(s + 1) * A].as_signed() for s in range(simd)]
+
+        def operand(k, s):
+            """The activation lane ``(k, s)`` multiplies: the shared one, or row ``k``'s own."""
+            if s != 0 or not self.row_operands:
+                return a_lane[s]
+            d_bits = self.i.payload.d.as_value()
+            return Mux(self.i.payload.diag, d_bits[k * A:(k + 1) * A].as_signed(), a_lane[0])
         with m.If(en):
             m.d.sync += [
                 p_valid.eq(self.i.valid),
@@ -111,7 +131,8 @@ class MACArray(wiring.Component):
             if self.pack_shift is not None:
                 S = self.pack_shift
                 pairs = [(k * simd + s, (k + 1) * simd + s, s)
-                         for k in range(0, pe - 1, 2) for s in range(simd)][:self.dsp_lanes]
+                         for k in range(0, pe - 1, 2) for s in range(simd)
+                         if s != 0 or not self.row_operands][:self.dsp_lanes]
                 for j0, j1, s in pairs:
                     packed = Signal(signed(16), name=f"wpack_{j0}_{j1}")
                     big = Signal(signed(16 + A), name=f"dsp_{j0}_{j1}")
@@ -125,9 +146,10 @@ class MACArray(wiring.Component):
                     j = k * simd + s
                     if j in done:
                         continue
+                    a = operand(k, s)
                     m.d.sync += prods[j].eq(
-                        w_lane[j] * a_lane[s] if j < self.dsp_lanes and self.pack_shift is None
-                        else shift_add_product(w_lane[j], a_lane[s], W, A))
+                        w_lane[j] * a if j < self.dsp_lanes and self.pack_shift is None
+                        else shift_add_product(w_lane[j], a, W, A))
 
         # stage 2: adder tree + accumulate
         accs = [Signal(signed(self.acc_width), name=f"acc_{k}") for k in range(pe)]

@@ -560,10 +560,11 @@ def _feature_read_bits(plan, dead) -> int:
     activation lane ``j % simd``; when no weight of any stage ever multiplies that activation
     lane (the padding of a layer narrower than SIMD, in every stage), synthesis removes the
     products, the operand register and the block RAMs that feed only them (16 lanes on a
-    12-channel map and a 9-value window: 2 of 8 SB_RAM40_4K). A pool stage reads every lane;
+    12-channel map and a 9-value window: 2 of 8 SB_RAM40_4K). A pool stage reads every lane, and
+    so does a channelwise one (each lane feeds a PE row);
     the output streamer (the last map stays in the feature RAM) the lanes of its channels."""
     V, F, simd = plan.V, plan.feat_width, plan.simd
-    if any(s.kind == "pool" for s in plan.stages):
+    if any(s.kind == "pool" or s.channelwise for s in plan.stages):
         return (1 << (V * F)) - 1
     lanes = {j for j in range(V) if j % simd not in dead}
     if plan.output_mode == "feature":

@@ -26,32 +26,28 @@ Loop nest of every stage (one array cycle per innermost iteration, never a stall
 * MAC stage, im2col (the first layer when it is a conv with ``Cin % SIMD != 0``): the input loader
   writes every window in full, so lanes run over the flattened (ky, kx, c) window:
   ``KH = KW = 1``, ``NC = ceil(kh * kw * Cin / SIMD)``.
-* Pool stage: ``NG = ceil(C / SIMD)`` channel groups, ``(KH, KW) = kernel``, ``NC = 1``.
+* Max-pool stage: ``NG = ceil(C / SIMD)`` channel groups, ``(KH, KW) = kernel``, ``NC = 1``.
 * A max pool with stride = kernel and no padding right after a MAC layer with an activation is
   *fused* into that stage: the loop walks the conv output and the write-back keeps the running
   maximum of each pooled pixel in a one-pooled-row buffer, writing the feature RAM on the window's
   last pixel. The pool then costs no cycles.
-
-Grouped/depthwise convolutions and average pools have no stage of their own yet: :func:`lower_layer`
-turns them into ordinary MAC stages (an honest interim that wastes MACs; a dedicated depthwise /
-window-sum stage is later work):
-
-* a grouped :class:`~model_tools.ir.Conv` (``groups = G``) runs as the dense conv whose weights
-  between different groups are zero (``Conv.dense_weights``): ``G`` times the MACs of the grouped
-  conv, the same accumulators (the zero terms add nothing), hence the same thresholds;
-* an :class:`~model_tools.ir.AvgPool` runs as a conv whose weights are 1 on the channel diagonal
-  and 0 elsewhere (``AvgPool.dense_weights``): its accumulator is the integer window sum, which its
-  folded thresholds (divisor included) compare directly.
-
-An :class:`~model_tools.ir.Add` ``y = a * 2^ka + b * 2^kb`` runs as a 1x1 MAC stage over the
-*virtual* channel concatenation of its two inputs (:meth:`Plan._lower_add`): the window generator
-reads channel groups ``0 .. NC/2 - 1`` from ``a``'s region (``in_base``) and the rest from ``b``'s
-(``in_base2``), with ``GV`` words per pixel each (channels padded to whole words, so the lanes of
-``a`` and ``b`` align); the weights are ``[2^ka * I | 2^kb * I]`` on those padded channels (zero on
-the padding), the thresholds the add's own. Weight bits hold ``2^k``, the accumulator covers the
-add's exact range. This reuses the MAC array, the threshold unit, the write-back and the cycle
-model, at ``2 * GV * V`` MACs per output channel and pixel instead of one addition: an honest
-interim, a dedicated add datapath is later work.
+* Channelwise stage (:attr:`Stage.channelwise`): a layer whose every output channel reads its
+  own input channel only (:meth:`~model_tools.ir.Conv.channel_weights`: a depthwise conv, an
+  average pool's window sum, an add) runs with *lanes over channels*: ``NG = ceil(C / PE)``
+  groups of PE channels, one tap per cycle (``(KH, KW) = kernel``, ``NC = 1``). Each feature
+  word read supplies PE channels of one pixel straight to the PE rows (the array's lane
+  ``(k, 0)`` takes channel ``k`` of the group instead of the shared activation, see
+  :class:`hw.mac_array.MACArray`), so ``PE`` MACs a cycle, none wasted by design: a
+  depthwise layer takes ``pixels * ceil(C / PE) * kh * kw`` cycles, not the ``C``-fold of a
+  dense conv with zero cross-channel weights. The weights are those of the lane ``(k, 0)``
+  (the window sum's all 1, the add's ``2^ka, 2^kb``); the accumulators, thresholds and
+  write-back are a MAC stage's.
+* An :class:`~model_tools.ir.Add` ``y = a * 2^ka + b * 2^kb`` is a channelwise stage of two
+  taps, ``NC = 2``: tap 0 reads ``a``'s region (``in_base``), tap 1 ``b``'s (``in_base2``), the
+  same word of each.
+* A grouped convolution that mixes channels (``1 < groups``, not depthwise) runs as the dense
+  conv whose weights between different groups are zero (:func:`lower_layer`): ``G`` times the
+  MACs of the grouped conv, the same accumulators, hence the same thresholds.
 
 The cycle model, the weight ROM images and the resource estimate all read the lowered stage
 (``Stage.layer``), so the RTL cycle counter still equals :func:`predict_cycles` and the estimate
@@ -65,11 +61,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..model_tools.errors import ThresherError
-from ..model_tools.ir import Add, AvgPool, Conv, Dense, IntegerNetwork, MaxPool, signed_bits
+from ..model_tools.ir import Add, Conv, Dense, IntegerNetwork, MaxPool, signed_bits
 from .devices import BRAM_BITS, LC_PER_BRAM
 
 __all__ = ["Stage", "Plan", "predict_cycles", "mac_bound_cycles", "ceil_div", "lower_layer",
-           "START_CYCLES", "GAP_CYCLES", "END_CYCLES"]
+           "is_channelwise", "START_CYCLES", "GAP_CYCLES", "END_CYCLES"]
 
 # The cycle model's constants: the RTL's cycle counter must equal predict_cycles exactly
 # (tests/hw/test_accelerator.py and tests/hw/test_input.py check it on every network they run).
@@ -99,18 +95,24 @@ def _range_with_zero(lo, hi):
 
 
 def lower_layer(layer):
-    """``layer`` as a stage the engine has: a grouped conv or an average pool becomes the equivalent
-    ``groups = 1`` :class:`Conv` (zero cross-group weights / a 0-1 channel diagonal, see the module
-    docstring), bit-exact on every input; other layers are returned unchanged."""
-    if isinstance(layer, AvgPool) or (isinstance(layer, Conv) and layer.groups != 1):
+    """``layer`` as a stage the engine has. A *channelwise* layer (one whose
+    :meth:`~model_tools.ir.Conv.channel_weights` are not None: a depthwise conv, a window sum, an
+    add) is returned as is and runs as a channelwise stage; a grouped convolution that mixes
+    channels becomes the equivalent ``groups = 1`` :class:`Conv` (zero cross-group weights),
+    bit-exact on every input; other layers are returned unchanged."""
+    if isinstance(layer, Conv) and layer.groups != 1 and layer.channel_weights() is None:
         w = layer.dense_weights()
         # stored weights: a bipolar grouped conv gains zeros, so it needs 2-bit signed weights
-        bits = signed_bits(min(int(w.min()), 0), max(int(w.max()), 0))
-        if isinstance(layer, Conv) and layer.weight_bits > 1:
-            bits = layer.weight_bits
+        bits = layer.weight_bits if layer.weight_bits > 1 else \
+            signed_bits(min(int(w.min()), 0), max(int(w.max()), 0))
         return Conv(layer.name, w, layer.in_shape, layer.out_shape, layer.in_range, bits,
                     layer.activation, stride=layer.stride, pads=layer.pads)
     return layer
+
+
+def is_channelwise(layer) -> bool:
+    """Whether ``layer`` runs as a channelwise stage (lanes over channels)."""
+    return not isinstance(layer, MaxPool) and layer.channel_weights() is not None
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,8 @@ class Stage:
     conv_geom: tuple[int, int, int]    # (C, Ho, Wo) the loop nest walks (before a fused pool)
     pool: tuple[int, int] | None       # fused max-pool kernel (= stride), applied in write-back
     source: object = None              # the network's layer (``layer`` is it lowered, if need be)
-    add: bool = False                  # a lowered Add: channel groups >= NC/2 read ``in_base2``
+    channelwise: bool = False          # lanes over channels (depthwise conv, window sum, add)
+    add: bool = False                  # an Add: its second tap (cg = 1) reads ``in_base2``
     in_base2: int = 0                  # base of an add's second input (its first is ``in_base``)
     reads: tuple[int, ...] = ()        # the tensors it reads (layer indices, -1 the input)
     writes: int = 0                    # the tensor it writes (its layer, or its fused pool's)
@@ -159,6 +162,12 @@ class Stage:
     @property
     def taps_per_pixel(self) -> int:
         return int(np.prod(self.loops[1:]))
+
+    @property
+    def weights(self) -> np.ndarray:
+        """The weights the stage multiplies: a MAC layer's (Cout, Cin, kh, kw), or a channelwise
+        layer's (C, taps) (:meth:`~model_tools.ir.Conv.channel_weights`)."""
+        return self.layer.channel_weights() if self.channelwise else self.layer.weights
 
 
 class Plan:
@@ -281,7 +290,7 @@ class Plan:
         n = len(layers)
         srcs = [net.sources(i) for i in range(n)]
         readers = {j: [i for i in range(n) if j in srcs[i]] for j in range(-1, n)}
-        mac_idx = [i for i, l in enumerate(layers) if isinstance(l, (Conv, Dense, Add))]
+        mac_idx = [i for i, l in enumerate(layers) if not isinstance(l, MaxPool)]
         last_mac = mac_idx[-1] if mac_idx else None
         self.output_mode = "acc" if layers and last_mac == len(layers) - 1 else "feature"
 
@@ -299,7 +308,8 @@ class Plan:
         rng = net.input.out_range
         stored = [rng]
         # im2col keeps the input in the tap memories only: not when a later layer reads it too
-        self.im2col = bool(layers) and isinstance(layers[0], Conv) and geom[0] % simd != 0 and \
+        self.im2col = bool(layers) and isinstance(layers[0], Conv) and \
+            not is_channelwise(layers[0]) and geom[0] % simd != 0 and \
             readers[-1] == [0]
         # every stored tensor (-1: the input): its physical geometry and value range
         maps = {-1: (geom, rng)}
@@ -324,13 +334,23 @@ class Plan:
                 stride, pad_tl = layer.stride, layer.pads[:2]
                 kind, im2col, acc_bound, wbits, bip, levels, offset, step = \
                     "pool", False, (0, 0), 0, False, 0, 0, 1
+                channelwise = False
                 out_rng = rng
             else:
-                lo_col = hi_col = None               # per input element ranges (an add's halves)
+                channelwise = is_channelwise(layer)
+                # per tap (channelwise) or per input element: the values it reads, 0 included
+                a_lo, a_hi = _range_with_zero(min(rng[0], layer.in_range[0]),
+                                              max(rng[1], layer.in_range[1])) if not add else \
+                    (None, None)
                 if add:
-                    layer, lo_col, hi_col, a_rng = self._lower_add(layer, maps[srcs[i][0]],
-                                                                    maps[srcs[i][1]])
-                    w = layer.weights
+                    gb, rb = maps[srcs[i][1]]
+                    if gb != geom or int(np.prod(geom)) != int(np.prod(layer.in_shape)):
+                        raise ThresherError(f"{layer.name}: adds tensors stored as {geom} and "
+                                            f"{gb}; the add stage needs both in one layout of "
+                                            f"{layer.in_shape}")
+                    ra, rb = _range_with_zero(*rng), _range_with_zero(*rb)
+                    lo_col, hi_col = np.array([ra[0], rb[0]]), np.array([ra[1], rb[1]])
+                    a_lo, a_hi = min(ra[0], rb[0]), max(ra[1], rb[1])
                     kh = kw = 1
                     stride, pad_tl = (1, 1), (0, 0)
                     out = geom
@@ -338,37 +358,43 @@ class Plan:
                     if int(np.prod(layer.in_shape)) != C * H * W:
                         raise ThresherError(f"{layer.name}: input {layer.in_shape} does not match "
                                             f"the stored feature map {geom}")
-                    w = layer.weights.reshape(layer.out_channels, C, H, W)
                     kh, kw, stride, pad_tl = H, W, (1, 1), (0, 0)
                     out = (layer.out_channels, 1, 1)
                 else:
                     if tuple(layer.in_shape) != geom:
                         raise ThresherError(f"{layer.name}: input {layer.in_shape} does not match "
                                             f"the stored feature map {geom}")
-                    w = layer.weights
                     kh, kw = layer.kernel
                     stride, pad_tl = layer.stride, layer.pads[:2]
                     out = _geometry(layer.out_shape)
                 cout = layer.out_channels
                 im2col = i == 0 and self.im2col
                 ng = ceil_div(cout, pe)
-                loops = (ng, 1, 1, ceil_div(kh * kw * C, simd)) if im2col else \
-                    (ng, kh, kw, ceil_div(w.shape[1], simd) if add else ceil_div(C, simd))
-                wf = w.reshape(cout, -1)
-                if lo_col is None:
-                    # every partial sum lies in the sum of per-term ranges with 0 included
-                    a_lo, a_hi = _range_with_zero(min(rng[0], layer.in_range[0]),
-                                                  max(rng[1], layer.in_range[1]))
+                if channelwise:
+                    # lanes over channels: PE channels per cycle, one tap (or add input) a cycle
+                    w = layer.channel_weights()
+                    loops = (ng, 1, 1, 2) if add else (ng, kh, kw, 1)
+                    wf = w
+                elif im2col:
+                    w = layer.weights
+                    loops = (ng, 1, 1, ceil_div(kh * kw * C, simd))
+                    wf = w.reshape(cout, -1)
+                else:
+                    w = layer.weights
+                    loops = (ng, kh, kw, ceil_div(C, simd))
+                    wf = w.reshape(cout, -1)
+                if not add:
                     lo_col, hi_col = a_lo, a_hi
-                    a_rng = (a_lo, a_hi)
+                a_rng = (a_lo, a_hi)
                 tlo = np.minimum(wf * lo_col, wf * hi_col).sum(axis=1)
                 thi = np.maximum(wf * lo_col, wf * hi_col).sum(axis=1)
                 acc_bound = (int(min(tlo.min(), 0)), int(max(thi.max(), 0)))
                 if add:     # and the add's own exact range (its declared input ranges)
-                    acc_bound = (min(acc_bound[0], net.layers[i].acc_range[0]),
-                                 max(acc_bound[1], net.layers[i].acc_range[1]))
-                bip = layer.weight_bits == 1 and bool(np.all(np.abs(w) == 1))
-                wbits = 1 if bip else signed_bits(int(w.min()), int(w.max()))
+                    acc_bound = (min(acc_bound[0], layer.acc_range[0]),
+                                 max(acc_bound[1], layer.acc_range[1]))
+                bip = not channelwise and layer.weight_bits == 1 and \
+                    bool(np.all(np.abs(w) == 1))
+                wbits = 1 if bip else signed_bits(min(int(w.min()), 0), max(int(w.max()), 0))
                 kind = "mac"
                 act = layer.activation
                 if act is None:
@@ -400,7 +426,7 @@ class Plan:
             stages.append(dict(
                 conv_geom=conv_geom, pool=pool, index=len(stages), layer=layer, kind=kind,
                 source=net.layers[i],
-                im2col=kind == "mac" and im2col, in_geom=(w.shape[1], H, W) if add else geom,
+                im2col=kind == "mac" and im2col, in_geom=geom, channelwise=channelwise,
                 out_geom=out, kernel=(int(kh), int(kw)), stride=tuple(int(s) for s in stride),
                 pad_tl=tuple(int(p) for p in pad_tl), loops=tuple(int(x) for x in loops),
                 in_words=gv_in, out_words=ceil_div(out[0], V), to_output=to_output,
@@ -428,8 +454,8 @@ class Plan:
         macs = [s for s in self.stages if s.kind == "mac"]
         self.weight_width = max([2 if s.bipolar else s.weight_width for s in macs], default=2)
         # real ranges of what meets in a multiplier (weights as decoded, activations with 0)
-        self.weight_range = (min([int(np.min(s.layer.weights)) for s in macs], default=0),
-                             max([int(np.max(s.layer.weights)) for s in macs], default=0))
+        self.weight_range = (min([min(int(np.min(s.weights)), 0) for s in macs], default=0),
+                             max([max(int(np.max(s.weights)), 0) for s in macs], default=0))
         self.mac_act_range = (min([s.in_range[0] for s in macs], default=0),
                               max([s.in_range[1] for s in macs], default=0))
         self.acc_width = max([signed_bits(*s.acc_bound) for s in macs], default=2)
@@ -448,30 +474,6 @@ class Plan:
         self.out_base = self.stages[-1].out_base if self.stages else 0   # feature-mode readout
         self.n_in = int(np.prod(net.input.in_shape))
         self.n_out = int(np.prod(self.out_geom))
-
-    def _lower_add(self, add, a, b):
-        """``add`` as a 1x1 MAC stage over the virtual channel concatenation of its two stored
-        inputs ``a`` and ``b`` (each ``(geometry, value range)``): ``(conv, lo, hi, range)``, the
-        :class:`Conv` with weights ``[2^ka * I | 2^kb * I]`` on the channels padded to whole
-        words (zero on the padding), the value bounds of each of its input elements, and of all."""
-        (ga, ra), (gb, rb) = a, b
-        if ga != gb or int(np.prod(ga)) != int(np.prod(add.in_shape)):
-            raise ThresherError(f"{add.name}: adds tensors stored as {ga} and {gb}; the add stage "
-                                f"needs both in one layout of {add.in_shape}")
-        C, H, W = ga
-        half = ceil_div(C, self.V) * self.V
-        ka, kb = add.shifts
-        w = np.zeros((C, 2 * half, 1, 1), dtype=np.int64)
-        c = np.arange(C)
-        w[c, c, 0, 0] = 1 << ka
-        w[c, half + c, 0, 0] = 1 << kb
-        ra, rb = _range_with_zero(*ra), _range_with_zero(*rb)
-        lo = np.array([ra[0]] * half + [rb[0]] * half, dtype=np.int64)
-        hi = np.array([ra[1]] * half + [rb[1]] * half, dtype=np.int64)
-        rng = (min(ra[0], rb[0]), max(ra[1], rb[1]))
-        conv = Conv(add.name, w, (2 * half, H, W), (C, H, W), rng, signed_bits(0, int(w.max())),
-                    add.activation)
-        return conv, lo, hi, rng
 
     def _allocate(self, stages):
         """Give every stage's output a region of ``region_words`` words of the feature RAM, held

@@ -83,7 +83,10 @@ def _lanes(plan: Plan, multipliers: int) -> dict:
     if plan.weight_width + plan.act_width >= DSP_MIN_PRODUCT_BITS and multipliers:
         budget = min(multipliers, pe * simd)
         if pe >= 2 and pack_shift(plan) is not None:
-            pairs = [(k, s) for k in range(0, pe - 1, 2) for s in range(simd)][:budget]
+            # lane column 0 takes per-row operands when a stage is channelwise: never packed
+            row_ops = any(st.channelwise for st in plan.stages)
+            pairs = [(k, s) for k in range(0, pe - 1, 2) for s in range(simd)
+                     if s != 0 or not row_ops][:budget]
             for k, s in pairs:
                 on_dsp[k][s] = on_dsp[k + 1][s] = True
             dsps = len(pairs)

@@ -11,9 +11,10 @@ Addresses are kept as incremental pointers (no multipliers): the window's top-le
 by ``stride * GV`` per output pixel, the tap pointer by ``GV`` per kx and ``(W - KW + 1) * GV`` per
 ky, with ``GV`` words per pixel.
 
-An add stage (``Stage.add``) reads its first input at ``in_base`` for channel groups below
-``NC / 2`` and its second at ``in_base2`` from there on (the virtual channel concatenation, see
-:mod:`hw.plan`).
+A channelwise stage (``Stage.channelwise``: lanes over channels) reads the word that holds its
+PE-channel group ``g`` (``dsub`` selects the group's PE lanes in it) at every tap, with ``inb``
+telling whether the tap lies inside the map; an add stage (``Stage.add``) reads its first input
+at ``in_base`` on tap ``cg = 0`` and its second at ``in_base2`` on ``cg = 1``.
 
 For the im2col stage (first conv layer with few input channels) ``addr`` is the output pixel index
 into the loader's per-tap memories and the mask is computed per lane from the window's (ky, kx, c).
@@ -25,8 +26,9 @@ start : In(1)
 busy : Out(1)
 o : Out(stream.Signature(CommandLayout))
     ``stage``, ``addr`` (feature word or im2col pixel), ``sub`` (SIMD slice of a V-lane word),
-    ``chunk`` (im2col chunk), ``mask`` (SIMD lanes), ``waddr``, ``group``, ``first``, ``last``,
-    ``oaddr`` (output word), ``olane`` (lane offset of the result in that word).
+    ``chunk`` (im2col chunk), ``mask`` (SIMD lanes), ``dsub`` (PE slice of a V-lane word, for a
+    channelwise stage), ``inb`` (the tap is inside the map), ``waddr``, ``group``, ``first``,
+    ``last``, ``oaddr`` (output word), ``olane`` (lane offset of the result in that word).
 """
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
@@ -53,6 +55,8 @@ def command_layout(plan: Plan) -> data.StructLayout:
         "sub": unsigned(max(1, ceil_log2(plan.V // plan.simd))),
         "chunk": unsigned(bits_for(max((s.loops[3] for s in stages), default=1))),
         "mask": unsigned(plan.simd),
+        "dsub": unsigned(max(1, ceil_log2(plan.V // plan.pe))),
+        "inb": unsigned(1),
         "waddr": unsigned(bits_for(w_depth)),
         "group": unsigned(bits_for(max((s.loops[0] for s in stages), default=1))),
         "first": unsigned(1),
@@ -187,12 +191,15 @@ class WindowGenerator(wiring.Component):
         word_sel = Mux(IS_POOL, g, cg)
         mask_regular = Cat(((chan_base + i) < C_IN) & inb for i in range(simd))
         addr = tptr + (word_sel >> sub_sh)
-        if any(s.add for s in stages):
-            # an add stage reads the virtual channel concatenation of its two inputs: channel
-            # groups from NC / 2 on are the second input's, at in_base2 instead of in_base
-            HALF = param(lambda s: s.loops[3] // 2 if s.add else s.loops[3])
-            DELTA = param(lambda s: s.in_base2 - s.in_base - s.in_words if s.add else 0)
-            addr = addr + Mux(cg >= HALF, DELTA, 0)
+        if any(s.channelwise for s in stages):
+            # lanes over channels: the word of PE-channel group g at every tap; an add's tap
+            # cg = 1 reads its second input, at in_base2 instead of in_base
+            CW = param(lambda s: s.channelwise)
+            addr = Mux(CW, tptr + (g >> pe_sh), addr)
+            if any(s.add for s in stages):
+                DELTA = param(lambda s: s.in_base2 - s.in_base if s.add else 0)
+                addr = addr + Mux(cg != 0, DELTA, 0)
+            m.d.comb += [c.dsub.eq(g & ((1 << pe_sh) - 1) if pe_sh else 0), c.inb.eq(inb)]
         m.d.comb += [
             c.stage.eq(stage),
             c.addr.eq(addr),

@@ -263,6 +263,13 @@ class _Stage(_Fingerprinted):
         y = self.accumulate(*args)
         return y if self.activation is None else self.activation.apply(y)
 
+    def channel_weights(self) -> np.ndarray | None:
+        """For a *channelwise* kind (every output channel reads its own input channel only: a
+        depthwise conv, a window sum, an add), its weights per channel and tap, (C, taps), which
+        the hardware runs with lanes over channels; None for a kind that mixes channels or has
+        no accumulator."""
+        return None
+
     def _accumulator_row(self, kind: str, w_bits: str) -> dict:
         """The ``info`` row of a stage with an accumulator (all but max pooling)."""
         lo, hi = self.acc_range
@@ -565,6 +572,18 @@ class Conv(_MACLayer):
     def _padded(self) -> bool:
         return any(self.pads)
 
+    @property
+    def depthwise(self) -> bool:
+        """One input channel per output channel, each its own (``groups == Cin == Cout``)."""
+        return self.groups > 1 and self.groups == self.in_shape[0] == self.out_channels
+
+    def channel_weights(self) -> np.ndarray | None:
+        """A depthwise convolution's weights per channel and tap, (C, kh * kw) in (ky, kx)
+        order; None for any other convolution (it mixes channels)."""
+        if not self.depthwise:
+            return None
+        return self.weights.reshape(self.out_channels, -1)
+
     def dense_weights(self) -> np.ndarray:
         """The same convolution with ``groups = 1``: (Cout, Cin, kh, kw), the weights of other
         groups' input channels zero. Equal results, but ``groups`` times the MACs."""
@@ -713,6 +732,10 @@ class AvgPool(_Weightless, _Accumulating):
         return self.in_shape[0]
 
 
+    def channel_weights(self) -> np.ndarray:
+        """The window sum's implicit weights per channel and tap: all 1, (C, kh * kw)."""
+        return np.ones((self.out_channels, self.fan_in), dtype=np.int64)
+
     def dense_weights(self) -> np.ndarray:
         """The window sum as a plain convolution: (C, C, kh, kw), 1 on the channel diagonal."""
         c = self.in_shape[0]
@@ -801,6 +824,11 @@ class Add(_Weightless, _Accumulating):
         return self.in_shape[0]
 
     fan_in = 2
+
+    def channel_weights(self) -> np.ndarray:
+        """The add's implicit weights per channel and input: ``(2^ka, 2^kb)``, (C, 2)."""
+        ka, kb = self.shifts
+        return np.tile(np.array([1 << ka, 1 << kb], dtype=np.int64), (self.out_channels, 1))
 
     def channel_acc_range(self) -> tuple[np.ndarray, np.ndarray]:
         """Exact bounds of the aligned sum per channel: the sum of both shifted input ranges."""

@@ -1,10 +1,12 @@
 """Grouped / depthwise convolutions and average pools on the overlay, bit for bit.
 
-The engine has no stage of its own for them: ``hw.plan.lower_layer`` runs a grouped conv as the
-dense conv with zero cross-group weights and an average pool as a conv with a 0/1 channel diagonal
-(its window sum), thresholds unchanged. These tests run such networks through the whole
-accelerator in Amaranth's simulator (``sim.run.run_pysim``) against ``golden.run_integer`` with
-``np.array_equal``, and check the RTL cycle counter against ``hw.plan.predict_cycles``.
+A depthwise conv and an average pool's window sum run as channelwise stages (lanes over
+channels: PE channels a cycle, one tap a cycle); a grouped conv that mixes channels runs as the
+dense conv with zero cross-group weights (``hw.plan.lower_layer``), thresholds unchanged. These
+tests run such networks through the whole accelerator in Amaranth's simulator
+(``sim.run.run_pysim``) against ``golden.run_integer`` with ``np.array_equal``, on arrays with
+PE below, equal to and above SIMD (a feature word holds several PE groups, one, or a part of
+one), and check the RTL cycle counter against ``hw.plan.predict_cycles``.
 """
 
 import numpy as np
@@ -28,6 +30,11 @@ CASES = [
     ((4, 7, 7), (("conv", 4, 1, 1, 0), ("avgpool", 3, 2), ("conv", 4, 3, 1, 1),
                  ("pool", 3, 3)), 4, 8),                                            # avg mid, max out
     ((2, 6, 6), (("conv", 8, 3, 1, 1), ("avgpool", 6, 1)), 8, 2),                  # global sum out
+    ((6, 7, 7), (("gconv", 6, 3, 2, 1, 6), ("dense", 3)), 4, 8),                   # 2 groups a word
+    ((4, 6, 6), (("conv", 12, 1, 1, 0), ("gconv", 12, 3, 1, 1, 12),
+                 ("avgpool", 2, 2), ("dense", 3)), 2, 8),                           # 4 groups a word
+    ((3, 6, 5), (("conv", 10, 3, 1, 1), ("gconv", 10, 3, 1, 1, 10), ("pool", 2, 2),
+                 ("gconv", 10, 3, 2, 1, 10)), 8, 2),                                # PE > SIMD, raw out
 ]
 
 
@@ -76,21 +83,41 @@ def test_dscnn_stem_nonsquare_kernel_stride_asymmetric_pads():
 
 
 def test_lowering_is_exact_and_priced():
-    """The lowered stage computes the same accumulators as the grouped layer (golden on both), its
-    weight ROM holds the lowered (zero-filled) weights, and the resource estimate sees them."""
+    """A grouped conv that mixes channels runs as the dense conv with zero cross-group weights:
+    the same accumulators (golden on both), its weight ROM holds the zeros, the resource estimate
+    sees them."""
     net = random_network(3, (4, 6, 6), (("gconv", 8, 3, 1, 1, 4), ("avgpool", 2, 2),
                                         ("dense", 3)), variety=0)
-    dw, avg = net.layers[0], net.layers[1]
+    grouped = net.layers[0]
     a = np.random.default_rng(0).integers(-3, 4, size=(5, 4, 6, 6))
-    assert np.array_equal(dw.accumulate(a), lower_layer(dw).accumulate(a))
-    s = np.random.default_rng(1).integers(-3, 4, size=(5, 8, 6, 6))
-    assert np.array_equal(avg.accumulate(s), lower_layer(avg).accumulate(s))
+    assert np.array_equal(grouped.accumulate(a), lower_layer(grouped).accumulate(a))
     plan = Plan(net, 4, 4)
-    stage0, stage1 = plan.stages[0], plan.stages[1]
-    assert stage0.source is dw and stage0.layer.groups == 1
-    assert stage0.loops == (2, 3, 3, 1) and stage1.loops == (2, 2, 2, 2)
+    stage0 = plan.stages[0]
+    assert stage0.source is grouped and stage0.layer.groups == 1 and not stage0.channelwise
+    assert stage0.loops == (2, 3, 3, 1)
     rom = weight_lanes(plan, stage0)
-    assert int((rom != 0).sum()) == int((dw.weights != 0).sum())     # the zeros are stored
+    assert int((rom != 0).sum()) == int((grouped.weights != 0).sum())     # the zeros are stored
     assert rom.shape[0] * rom.shape[1] == 8 * 9 * 4
     need = estimate_resources(net, 4, 4, "ulx3s-85f")
     assert need and all(v["used"] >= 0 for v in need.values())
+
+
+@pytest.mark.parametrize("pe,simd", [(4, 4), (2, 8), (8, 2)])
+def test_channelwise_stages_keep_every_lane_busy(pe, simd):
+    """A depthwise conv and a window sum are channelwise stages: PE channels and one tap a cycle
+    (``pixels * ceil(C / PE) * kh * kw`` cycles, the MACs over PE when PE divides C), their
+    weights in lane column 0 only, the depthwise weights themselves, the window sum's ones."""
+    net = random_network(4, (8, 6, 6), (("gconv", 8, 3, 1, 1, 8), ("avgpool", 2, 2),
+                                        ("dense", 3)), variety=0)
+    dw, avg = net.layers[0], net.layers[1]
+    assert dw.depthwise and dw.channel_weights().shape == (8, 9)
+    plan = Plan(net, pe, simd)
+    s0, s1 = plan.stages[0], plan.stages[1]
+    assert s0.channelwise and s1.channelwise and s0.layer is dw and s1.layer is avg
+    assert s0.loops == (8 // pe, 3, 3, 1) and s1.loops == (8 // pe, 2, 2, 1)
+    assert s0.issue_cycles * pe == dw.macs and s1.issue_cycles * pe == avg.macs
+    for stage, want in ((s0, dw.weights.reshape(8, 9)), (s1, np.ones((8, 4), dtype=np.int64))):
+        rom = weight_lanes(plan, stage).reshape(8 // pe, -1, pe, simd)
+        assert not rom[..., 1:].any()
+        got = rom[..., 0].transpose(0, 2, 1).reshape(8, -1)
+        assert np.array_equal(got, want)

@@ -2,7 +2,8 @@
 
 The plan gives every stored tensor a region of the feature RAM held until its last reader has run
 (``Plan._allocate``), a branch reads its source's region, and an :class:`~model_tools.ir.Add` runs
-as a 1x1 MAC stage over the virtual channel concatenation of its two inputs (``Plan._lower_add``).
+as a channelwise stage of two taps (lanes over channels; tap 0 reads one input's region, tap 1 the
+other's).
 Every network here runs through the whole accelerator in Amaranth's simulator
 (``sim.run.run_pysim``) against ``golden.run_integer`` with ``np.array_equal``, and the RTL cycle
 counter must equal ``hw.plan.predict_cycles``. Hand-built IR graphs (``residual_graphs``) cover the
@@ -108,22 +109,22 @@ def test_chains_keep_the_ping_pong_layout(spec):
             assert (s.in_base, s.out_base) == ((k % 2) * R, ((k + 1) % 2) * R)
 
 
-def test_add_stage_is_lowered_and_priced():
-    """The add's stage: weights [2^ka I | 2^kb I] on word-padded channels as the ROM holds them,
-    accumulators wide enough for its exact range, its weights and the deeper RAM in the estimate."""
+def test_add_stage_is_channelwise_and_priced():
+    """The add's stage: lanes over channels, two taps (one per input) a group, the weights
+    ``2^ka, 2^kb`` in lane column 0 as the ROM holds them, accumulators wide enough for its
+    exact range, and the estimate sees it."""
     net = graph_network(2, (5, 6, 6), (("conv", 5, 3, 1, 1), ("conv", 5, 3, 1, 1),
                                        ("add", 1, 0, (3, 0)), ("dense", 4)))
     add = net.layers[2]
     plan = Plan(net, 4, 4)
     s = plan.stages[2]
-    assert s.add and s.source is add and s.in_words == 2 and s.loops == (2, 1, 1, 4)
-    rom = weight_lanes(plan, s)                         # (words, pe * simd)
-    w = rom.reshape(2, 4, 4, 4).transpose(0, 2, 1, 3).reshape(8, 16)[:5]  # (channel, input)
+    assert s.add and s.channelwise and s.source is add and s.loops == (2, 1, 1, 2)
+    assert s.issue_cycles == 36 * 2 * 2                 # pixels x groups x taps
+    rom = weight_lanes(plan, s).reshape(2, 2, 4, 4)    # (group, tap, pe, simd)
+    assert not rom[..., 1:].any()
+    w = rom[..., 0].transpose(0, 2, 1).reshape(8, 2)[:5]   # (channel, input)
     ka, kb = add.shifts
-    want = np.zeros((5, 16), dtype=np.int64)
-    want[np.arange(5), np.arange(5)] = 1 << ka
-    want[np.arange(5), 8 + np.arange(5)] = 1 << kb
-    assert np.array_equal(w, want)
+    assert np.array_equal(w, np.tile([1 << ka, 1 << kb], (5, 1)))
     assert s.weight_width >= (1 << ka).bit_length() + 1
     assert s.acc_bound[0] <= add.acc_range[0] and s.acc_bound[1] >= add.acc_range[1]
     assert plan.acc_width >= add.acc_bits
