@@ -36,7 +36,8 @@ from ..model_tools.errors import ThresherError
 from ..model_tools.ir import IntegerNetwork
 from .board.frame import network_hash
 from .board.platforms import BOARDS, board_spec, make_platform
-from .board.top import DEFAULT_BAUD, BoardTop
+from .board.top import BoardTop
+from .board.uart import check_baud
 from .flow import Flow, ToolFailed
 from .devices import BRAM_MIN_DEPTH
 from .resources import array_candidates
@@ -133,12 +134,33 @@ def _accelerator(network, board, pe, simd, input_range) -> _Design:
     from .plan import mac_bound_cycles
     # wide products go to the board's hard multipliers, as many as it has (8 on the UP5K, 156 on
     # the ECP5-85F); narrow ones stay in LUTs (the accelerator decides which are wide)
-    spec = board_spec(board)
-    multipliers = next((n for k, n in spec.resources.items()
-                        if k in ("ICESTORM_DSP", "MULT18X18D")), 0)
-    core = Accelerator(network, pe=pe, simd=simd, input_range=input_range, dsp_lanes=multipliers)
+    core = Accelerator(network, pe=pe, simd=simd, input_range=input_range,
+                       dsp_lanes=board_spec(board).multipliers)
     return _Design(core, network, pe, simd, core.plan.predict_cycles(),
                    mac_bound_cycles(network, pe, simd))
+
+
+def built_configuration(out_dir) -> dict:
+    """The accelerator :func:`build` put in ``out_dir``, read back from its ``report.json``:
+    ``board``, ``pe``, ``simd``, ``dsp_lanes`` (the board's hard multipliers, as the build gives
+    them to the accelerator), ``network_hash`` (int). A simulation built from these is the
+    hardware of the bitstream (``thresher run --engine rtl --build DIR``). Raises
+    :class:`ThresherError` for a directory without a readable report of an accelerator build."""
+    out = Path(out_dir)
+    report = out / "report.json"
+    if not out.is_dir():
+        raise ThresherError(f"{out}: no such directory (give a directory written by "
+                            f"'thresher build')")
+    if not report.is_file():
+        raise ThresherError(f"{out}: no report.json; give a directory written by 'thresher build'")
+    try:
+        r = json.loads(report.read_text())
+        board, pe, simd = r["board"], int(r["pe"]), int(r["simd"])
+        nhash = int(str(r["network_hash"]), 0)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ThresherError(f"{report}: not the report of an accelerator build ({e})") from None
+    return {"board": board, "pe": pe, "simd": simd, "dsp_lanes": board_spec(board).multipliers,
+            "network_hash": nhash}
 
 
 def _ready_core(core) -> _Design:
@@ -214,7 +236,7 @@ def _figures(util: dict) -> str:
     return ", ".join(f"{k} {v['used']:,}/{v['available']:,}" for k, v in util.items())
 
 
-def _synthesize(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud=DEFAULT_BAUD,
+def _synthesize(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud=None,
                 seed=1, bram_min_depth=BRAM_MIN_DEPTH, abc9=None):
     """Write the build files of ``design`` behind the UART top at ``clock_mhz`` into ``out_dir``
     and synthesise them (on ECP5, again with classic ABC if ABC9 crashes). Returns the top, the
@@ -236,6 +258,7 @@ def _synthesize(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud=D
         platform = make_platform(board)        # a platform is prepared only once: one per try
         top = BoardTop(design.core, platform, n_in=design.core.n_in, n_out=design.core.n_out,
                        clock_mhz=_pll_request(board, clock_mhz), baud=baud,
+                       max_baud=spec.uart_max_baud,
                        network_hash=network_hash(design.network) if design.network else 0,
                        pe=design.pe or 1, simd=design.simd or 1)
         platform.prepare(top, name="top", **overrides).extract(out_dir)
@@ -290,7 +313,7 @@ def _build_once(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud, 
 # -- build ------------------------------------------------------------------------------------------
 
 def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int | None = None,
-          clock_mhz: float | None = None, *, baud: int = DEFAULT_BAUD, input_range=(0, 255),
+          clock_mhz: float | None = None, *, baud: int | None = None, input_range=(0, 255),
           seed: int = 1, bram_min_depth: int = BRAM_MIN_DEPTH, abc9: bool | None = None,
           arrays=None, target_clock_mhz: float | None = None) -> dict:
     """Build a bitstream of ``network_or_core`` behind a UART for ``board`` into ``out_dir``.
@@ -309,8 +332,12 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
     target_clock_mhz : float or None
         Without ``clock_mhz``: the clock to aim at first (default :data:`TARGET_CLOCK_MHZ` for
         the board's family); a build that misses it is rebuilt a little below its routed Fmax.
-    baud : int
-        The UART's rate (the host must use the same).
+    baud : int or None
+        The UART's rate; None: the fastest standard rate (3 Mbaud down to 115,200) that the
+        board's USB-UART bridge holds (``BoardSpec.uart_max_baud``) and the clock the design is
+        built at makes within 2 % (:func:`.board.uart.fastest_baud`), chosen again whenever the
+        clock is lowered. An explicit rate is checked against that clock too. The host must use
+        the same rate: ``report.json`` keeps it (``baud``).
     seed : int
         nextpnr's placement seed.
     abc9 : bool or None
@@ -327,16 +354,28 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
         (the real design clock), ``target_clock_mhz``, ``fmax_mhz`` (routed), ``meets_timing``,
         ``utilization`` ({resource: {"used", "available"}}, nextpnr's names), ``pe``, ``simd``,
         ``cycles_per_inference``, ``mac_bound_cycles``, ``inferences_per_s`` (the accelerator
-        at ``clock_mhz``), ``link_inferences_per_s`` (bounded by the UART), ``build_seconds``,
-        ``bitstream``, ``attempts`` (every array and clock tried, and why it was left).
+        at ``clock_mhz``), ``baud`` (the UART's rate), ``uart_bridge``,
+        ``link_bytes_per_inference`` (both frames of one inference, ``Info.link_bytes``: the
+        ``INFER`` request, ``7 + n_in * ceil(in_bits / 8)`` bytes, and its reply,
+        ``7 + n_out * ceil(out_bits / 8) + 4``), ``link_inferences_per_s``
+        (what the UART alone carries: ``baud / (10 * link_bytes_per_inference)``, 10 bits per
+        8N1 byte; the host's USB latency and the inference itself come on top, one request at a
+        time), ``build_seconds``, ``bitstream``, ``attempts`` (every array and clock tried, and
+        why it was left).
 
     Raises
     ------
     ThresherError
         Unknown board; not even the smallest array fits (needed against available); a tool
-        failed for another reason (the message names the log to read).
+        failed for another reason (the message names the log to read); ``baud`` is no usable
+        rate, or the clock built at cannot make it.
     """
     spec = board_spec(board)
+    if baud is not None:
+        try:
+            baud = check_baud(baud)
+        except ValueError as e:
+            raise ThresherError(f"UART: {e}") from None
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
@@ -367,7 +406,7 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
                             f"{board} ({spec.device}) even at {design.label}: "
                             + ", ".join(f"{k} {v['used']:,} needed of {v['available']:,}"
                                         for k, v in e.need.items()) + "; choose a larger board")
-    report = _report(built, design, board, baud, target, attempts, time.monotonic() - t0)
+    report = _report(built, design, board, target, attempts, time.monotonic() - t0)
     (out_dir / "report.json").write_text(json.dumps(report, indent=1) + "\n")
     return report
 
@@ -400,12 +439,12 @@ def _main(util: dict, board: str) -> dict:
     return {k: util[k] for k in (spec.logic, spec.bram, spec.dsp) if k in util}
 
 
-def _report(built: dict, design: _Design, board: str, baud: int, target: float, attempts: list,
+def _report(built: dict, design: _Design, board: str, target: float, attempts: list,
             seconds: float) -> dict:
     spec = board_spec(board)
     top, fmax, clock, pnr = built["top"], built["fmax"], built["clock"], built["pnr"]
-    info = top.info
-    link_bytes = (info.request_length + 7) + (info.reply_length + 7)
+    info, baud = top.info, top.baud
+    link_bytes = info.link_bytes
     cycles = design.cycles
     return {
         "board": board, "device": spec.device, "clock_mhz": round(clock, 4),
@@ -422,7 +461,9 @@ def _report(built: dict, design: _Design, board: str, baud: int, target: float, 
         "mac_bound_cycles": design.mac_bound,
         "inferences_per_s": None if not cycles else round(clock * 1e6 / cycles, 1),
         "link_inferences_per_s": round(baud / 10 / link_bytes, 2),
+        "link_bytes_per_inference": link_bytes,
         "baud": baud,
+        "uart_bridge": spec.uart_bridge,
         "build_seconds": round(seconds, 1),
         "synthesis": built["synthesis"],
         "bitstream": spec.bitstream,

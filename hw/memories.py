@@ -401,7 +401,7 @@ def _bridge(network, pe, simd, board, input_range, clock_mhz):
 def _multipliers(board: str) -> int:
     from .board.platforms import board_spec
     spec = board_spec(board)
-    return next((n for k, n in spec.resources.items() if k in ("ICESTORM_DSP", "MULT18X18D")), 0)
+    return spec.multipliers
 
 
 def plan_memories(plan, info, *, weights: WeightRom | None = None) -> list[MemorySpec]:

@@ -151,7 +151,7 @@ def _other_multipliers(plan: Plan, family: str) -> int:
 
 def _multipliers(board: str) -> int:
     spec = board_spec(board)
-    return next((n for k, n in spec.resources.items() if k in ("ICESTORM_DSP", "MULT18X18D")), 0)
+    return spec.multipliers
 
 
 def logic_features(network, pe: int, simd: int, board: str, *, input_range=(0, 255),

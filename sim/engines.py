@@ -41,8 +41,12 @@ def _input_mode(x: np.ndarray, input_range) -> str:
 
 
 def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd: int = 8,
-               trace=None, input_range=(0, 255), port=None) -> EngineResult:
-    """Run the raw input batch ``x`` on ``engine``; see the module docstring."""
+               trace=None, input_range=(0, 255), port=None, baud=None,
+               dsp_lanes=None) -> EngineResult:
+    """Run the raw input batch ``x`` on ``engine``; see the module docstring. The board engine
+    talks to ``port`` at ``baud`` (the build's rate, :func:`sim.transport.board_baud`); the
+    simulators build ``Accelerator(pe, simd, dsp_lanes)`` (a build's: see
+    :func:`hw.build.built_configuration`)."""
     if engine not in ENGINES:
         raise ThresherError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if engine == "golden":
@@ -60,7 +64,7 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
             raise ThresherError(f"the board takes raw integer inputs in {input_range[0]}.."
                                 f"{input_range[1]} (like 8-bit pixels)")
         from .host import run_board
-        ints, cycles = run_board(net, x.astype(np.int64), port, return_cycles=True)
+        ints, cycles = run_board(net, x.astype(np.int64), port, return_cycles=True, baud=baud)
         return EngineResult(golden.finish(net, ints), np.asarray(ints), f"board ({port})",
                             np.asarray(cycles))
     if engine == "rtl":
@@ -70,7 +74,7 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
             from .verilator import run_verilator
             try:
                 ints, cycles = run_verilator(net, x, pe, simd, input_range=input_range,
-                                             trace=trace, input_mode=mode)
+                                             trace=trace, input_mode=mode, dsp_lanes=dsp_lanes)
                 return EngineResult(golden.finish(net, ints), ints, "rtl (verilator)",
                                     np.asarray(cycles), notes)
             except VerilatorError as e:
@@ -82,10 +86,11 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
     parts = []
     if trace:   # the waveform of the first input only, like the Verilator engine
         parts.append(run_pysim(net, x[:1], pe, simd, input_range=input_range, input_mode=mode,
-                               vcd=str(trace)))
+                               vcd=str(trace), dsp_lanes=dsp_lanes))
         x = x[1:]
     if len(x):
-        parts.append(run_pysim(net, x, pe, simd, input_range=input_range, input_mode=mode))
+        parts.append(run_pysim(net, x, pe, simd, input_range=input_range, input_mode=mode,
+                               dsp_lanes=dsp_lanes))
     ints = np.concatenate([np.asarray(p[0]) for p in parts])
     cycles = np.concatenate([np.asarray(p[1]) for p in parts])
     return EngineResult(golden.finish(net, ints), ints, "pysim", cycles, notes)

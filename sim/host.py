@@ -20,7 +20,7 @@ import numpy as np
 from ..hw.board import frame
 from ..hw.board.frame import Info
 from ..model_tools.errors import ThresherError
-from .transport import SerialTransport, SimulatedTransport, Transport
+from .transport import SerialTransport, SimulatedTransport, Transport, board_baud
 
 __all__ = ["simulated_board", "Board", "BoardError", "run_board", "open_transport"]
 
@@ -55,10 +55,11 @@ def simulated_board(network, *, pe: int = 4, simd: int = 4, divisor: int = 4,
     return SimulatedTransport(bridge, divisor=divisor)
 
 
-def open_transport(port, network=None) -> Transport:
+def open_transport(port, network=None, baud: int | None = None) -> Transport:
     """A :class:`Transport` for ``port``: one already (returned as is), ``"sim"`` (a simulated
     board for ``network``, see :func:`simulated_board`), ``"verilator"`` (the same board under
-    Verilator), or a serial port name."""
+    Verilator), or a serial port name, opened at ``baud`` (None: 115,200, the rate of builds
+    that do not record one; see :func:`sim.transport.board_baud`)."""
     if isinstance(port, Transport):
         return port
     if port in ("sim", "verilator"):
@@ -66,7 +67,7 @@ def open_transport(port, network=None) -> Transport:
             raise ThresherError(f"port {port!r} needs the network to simulate")
         return simulated_board(network, engine="pysim" if port == "sim" else "verilator")
     if isinstance(port, str):
-        return SerialTransport(port)
+        return SerialTransport(port, board_baud(None, baud))
     raise ThresherError(f"port must be a serial port name or a Transport, not {port!r}")
 
 
@@ -153,20 +154,22 @@ class Board:
 
 
 def run_board(network, x, port, *, timeout: float = 5.0, return_cycles: bool = False,
-              check_hash: bool = True):
+              check_hash: bool = True, baud: int | None = None):
     """:func:`model_tools.golden.run_integer` on a board: raw input batch ``x`` (B, *input_shape)
     -> the last stage's integers (B, *network.last_shape), one ``INFER`` per sample.
 
     ``port`` is a serial port name, ``"sim"`` (the accelerator and UART top in Amaranth's simulator:
-    slow, for trying the protocol without a board) or a :class:`Transport`. With ``check_hash`` the board must run
-    ``network`` (its ``INFO`` hash is compared with :func:`hw.board.frame.network_hash`).
+    slow, for trying the protocol without a board) or a :class:`Transport`; a serial port is
+    opened at ``baud`` (the build's, :func:`sim.transport.board_baud`). With ``check_hash`` the
+    board must run ``network`` (its ``INFO`` hash is compared with
+    :func:`hw.board.frame.network_hash`).
     With ``return_cycles`` the result is ``(outputs, cycles)``, cycles (B,) per inference.
     """
     from .run import host_input
     from ..model_tools.golden import check_input
     raw = host_input(network, check_input(network, x))   # the same checks as the RTL engines
     own = isinstance(port, str)
-    transport = open_transport(port, network)
+    transport = open_transport(port, network, baud)
     try:
         board = Board(transport, timeout=timeout)
         info = board.info()

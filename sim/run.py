@@ -67,7 +67,7 @@ def host_input(network, x, *, input_range=(0, 255), input_mode="raw") -> np.ndar
 
 
 def run_pysim(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255), fuse_pools=True,
-              input_mode="raw", input_stage="auto", vcd=None):
+              input_mode="raw", input_stage="auto", vcd=None, dsp_lanes=None):
     """Simulate the accelerator on the batch ``x`` (B, *network.input_shape).
 
     ``input_mode="raw"`` (default): ``x`` holds raw integers in ``input_range``, quantized by the
@@ -78,8 +78,9 @@ def run_pysim(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255), f
     cycle counts (``start`` to ``done``, input streamed before ``start``).
     """
     beats = host_input(network, x, input_range=input_range, input_mode=input_mode)
+    options = {} if dsp_lanes is None else {"dsp_lanes": dsp_lanes}
     dut = Accelerator(network, pe=pe, simd=simd, input_range=input_range, fuse_pools=fuse_pools,
-                      input_mode=input_mode, input_stage=input_stage)
+                      input_mode=input_mode, input_stage=input_stage, **options)
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     outputs, cycles = [], []

@@ -6,6 +6,8 @@ Transport            what the host needs of a byte pipe: ``write(bytes)``, ``rea
 SerialTransport      a real serial port (``pyserial``).
 QueueTransport       an in-process pipe (two queues), for whatever plays the board in a thread.
 SimulatedTransport   a board simulated in-process (Amaranth's simulator), run while the host waits.
+board_baud           the rate of a board's UART: from its build's ``report.json``, else given,
+                     else 115,200 (builds from before the rate was chosen per build).
 
 The board under Verilator is one more transport, in :mod:`.verilator_uart`.
 """
@@ -13,12 +15,48 @@ The board under Verilator is one more transport, in :mod:`.verilator_uart`.
 from __future__ import annotations
 
 import collections
+import json
 import queue
 import time
+from pathlib import Path
 
+from ..hw.board.uart import DEFAULT_BAUD, check_baud
 from ..model_tools.errors import ThresherError
 
-__all__ = ["Transport", "SerialTransport", "QueueTransport", "SimulatedTransport"]
+__all__ = ["Transport", "SerialTransport", "QueueTransport", "SimulatedTransport", "board_baud",
+           "DEFAULT_BAUD"]
+
+
+def board_baud(build_dir=None, baud=None) -> int:
+    """The rate to open a board's serial port at: the ``baud`` that ``build_dir/report.json``
+    (written by ``thresher build``) records; else ``baud``; else :data:`DEFAULT_BAUD` (115,200,
+    what every build used before the rate was chosen per build, and what a report without
+    ``baud`` means). Giving both a build and a different ``baud`` is refused, as is a report
+    that cannot be read. Raises :class:`ThresherError`."""
+    if baud is not None:
+        try:
+            baud = check_baud(baud)
+        except ValueError as e:
+            raise ThresherError(f"--baud: {e}") from None
+    if build_dir is None:
+        return DEFAULT_BAUD if baud is None else baud
+    out = Path(build_dir)
+    report = out / "report.json"
+    if not out.is_dir():
+        raise ThresherError(f"{out}: no such directory (give a directory written by "
+                            f"'thresher build')")
+    if not report.is_file():
+        raise ThresherError(f"{out}: no report.json, so the board's UART rate is unknown; give "
+                            f"a directory written by 'thresher build' (or --baud)")
+    try:
+        built = json.loads(report.read_text()).get("baud", DEFAULT_BAUD)
+        built = check_baud(built)
+    except (OSError, ValueError, AttributeError) as e:
+        raise ThresherError(f"cannot read the UART rate from {report}: {e}") from None
+    if baud is not None and baud != built:
+        raise ThresherError(f"--baud {baud} disagrees with {report}, which says the board's UART "
+                            f"runs at {built} baud; give one or the other")
+    return built
 
 
 class Transport:
@@ -46,14 +84,19 @@ class Transport:
 
 
 class SerialTransport(Transport):
-    """A serial port through ``pyserial``."""
+    """A serial port through ``pyserial``, at ``baud`` (the board's rate: :func:`board_baud`).
 
-    def __init__(self, port: str, baud: int = 115200):
+    FTDI bridges hold a short reply until their latency timer runs out (16 ms by default on
+    Linux, set in ``/sys/bus/usb-serial/devices/ttyUSB*/latency_timer``); at megabaud rates that
+    timer, not the line, bounds the inferences per second of one request at a time."""
+
+    def __init__(self, port: str, baud: int = DEFAULT_BAUD):
         import serial
+        self.baud = baud
         try:
             self._serial = serial.Serial(port, baud, timeout=0)
-        except (OSError, serial.SerialException) as e:
-            raise ThresherError(f"cannot open serial port {port!r}: {e}") from None
+        except (OSError, ValueError, serial.SerialException) as e:
+            raise ThresherError(f"cannot open serial port {port!r} at {baud} baud: {e}") from None
 
     def write(self, data: bytes) -> None:
         self._serial.write(data)
@@ -98,16 +141,19 @@ class QueueTransport(Transport):
 class SimulatedTransport(Transport):
     """A board simulated in-process: an Amaranth simulation of a design with ``rx`` / ``tx``
     serial lines (e.g. :class:`hw.board.top.UartBridge`), advanced only while the host waits
-    for bytes. ``divisor`` is the design's UART clock cycles per bit.
+    for bytes. ``divisor`` is the design's UART clock cycles per bit at ``clk_hz``; the host's
+    side of the line runs at ``baud`` (default ``clk_hz / divisor``, the design's own rate; a
+    nominal rate the divisor only approximates, e.g. 3,000,000 at a 27.375 MHz clock, tests the
+    receivers' tolerance of the difference).
     """
 
-    def __init__(self, design, *, divisor: int, clk_hz: float = 1e6):
+    def __init__(self, design, *, divisor: int, clk_hz: float = 1e6, baud: float | None = None):
         from amaranth.sim import Simulator
 
         self._to_device = collections.deque()
         self._from_device = collections.deque()
         period = 1 / clk_hz
-        bit = divisor * period
+        bit = divisor * period if baud is None else 1 / baud
         self.cycles_per_chunk = 20 * divisor * 10     # 20 bytes' time
         self._period = period
         self._sim = Simulator(design)

@@ -417,20 +417,23 @@ _MODELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def accelerator_model(network, pe: int = 8, simd: int = 8, *, input_range=(0, 255), trace=None,
-                      timeout: int | None = None, input_mode: str = "raw") -> VerilatorModel:
-    """``hw.Accelerator(network, pe=pe, simd=simd)`` as a :class:`VerilatorModel`.
+                      timeout: int | None = None, input_mode: str = "raw",
+                      dsp_lanes: int | None = None) -> VerilatorModel:
+    """``hw.Accelerator(network, pe=pe, simd=simd)`` as a :class:`VerilatorModel` (with
+    ``dsp_lanes``, the lanes a build puts on hard multipliers: its exact product circuits).
 
     Built once per design (the disk cache), and kept per network object for the life of the
     process, so repeated calls skip elaboration and Verilog generation too. The default timeout
     is ten times the cycle model's prediction plus the input and output beats, and a margin:
     generous, yet a hung accelerator fails in well under a second.
     """
-    key = (pe, simd, tuple(int(v) for v in input_range), timeout, input_mode)
+    key = (pe, simd, tuple(int(v) for v in input_range), timeout, input_mode, dsp_lanes)
     models = _MODELS.setdefault(network, {})
     if key not in models:
         from ..hw.accelerator import Accelerator
+        options = {} if dsp_lanes is None else {"dsp_lanes": dsp_lanes}
         dut = Accelerator(network, pe=pe, simd=simd, input_range=input_range,
-                          input_mode=input_mode)
+                          input_mode=input_mode, **options)
         limit = timeout
         if limit is None:
             limit = 10 * (dut.plan.predict_cycles() + dut.n_in + dut.n_out) + 10_000
@@ -444,7 +447,8 @@ def accelerator_model(network, pe: int = 8, simd: int = 8, *, input_range=(0, 25
 
 def run_verilator(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255), trace=None,
                   stall: float = 0.0, seed: int = 0, timeout: int | None = None,
-                  input_mode: str = "raw") -> tuple[np.ndarray, np.ndarray]:
+                  input_mode: str = "raw", dsp_lanes: int | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Run the raw integer batch ``x`` (B, *network.input_shape) through ``hw.Accelerator`` under
     Verilator: what ``thresher run --engine rtl`` calls when :func:`sim.toolchain.available`.
 
@@ -454,10 +458,11 @@ def run_verilator(network, x, pe: int = 8, simd: int = 8, *, input_range=(0, 255
     ``trace`` writes the first inference's waveform (VCD, or FST for a ``.fst`` name); ``stall``
     adds random gaps on the input and back-pressure on the output (then cycles grow).
     ``input_mode="levels"``: any float input, quantized on the host (see ``sim.run.host_input``).
+    ``dsp_lanes``: as :class:`hw.accelerator.Accelerator` (None: its default).
     """
     from .run import host_input
     beats = host_input(network, x, input_range=input_range, input_mode=input_mode)
     model = accelerator_model(network, pe, simd, input_range=input_range, timeout=timeout,
-                              input_mode=input_mode)
+                              input_mode=input_mode, dsp_lanes=dsp_lanes)
     out, cycles = model.run_batch(beats, trace=trace, stall=stall, seed=seed)
     return out.reshape((beats.shape[0],) + tuple(network.last_shape)), cycles

@@ -17,7 +17,8 @@ Requests and their replies (a reply's CMD is the request's with bit 7 set):
     and signedness, number of inputs / outputs, PE, SIMD, clock in Hz, network hash.
 ``INFER`` (0x02, one raw input value per ``ceil(in_bits / 8)`` bytes, little-endian)
     The outputs, ``ceil(out_bits / 8)`` bytes each (little-endian, two's complement when signed),
-    then the cycle count of the inference (u32).
+    then the cycle count of the inference (u32). The request's ``in_bits`` / signedness (from
+    ``INFO``) are the wire format (:func:`hw.board.top.core_info`).
 
 Any failure is answered with ``ERROR`` (0x7F), payload ``[code, request CMD]``, code one of
 :data:`ERRORS`. The device drops a frame whose bytes stop arriving for longer than its inter-byte
@@ -33,8 +34,8 @@ from amaranth.lib import crc
 
 __all__ = ["SYNC", "CMD_INFO", "CMD_INFER", "CMD_ERROR", "REPLY", "ERRORS", "ERR_BAD_CRC",
            "ERR_BAD_LENGTH", "ERR_UNKNOWN_COMMAND", "ERR_TIMEOUT", "PROTOCOL_VERSION",
-           "INFO_FORMAT", "Info", "CRC", "crc16", "encode_frame", "network_hash", "value_bytes",
-           "pack_values", "unpack_values"]
+           "INFO_FORMAT", "FRAME_OVERHEAD", "Info", "CRC", "crc16", "encode_frame", "network_hash",
+           "value_bytes", "pack_values", "unpack_values"]
 
 SYNC = b"\xA5\x5A"
 CMD_INFO = 0x01
@@ -53,6 +54,8 @@ PROTOCOL_VERSION = 1
 INFO_FORMAT = "<BBBBHHHHII"   # version, in_bits, out_bits, flags, n_in, n_out, pe, simd, clock_hz, hash
 INFO_IN_SIGNED = 1
 INFO_OUT_SIGNED = 2
+#: bytes of a frame around its payload: SYNC (2), CMD (1), LEN (2), CRC (2)
+FRAME_OVERHEAD = len(SYNC) + 1 + 2 + 2
 
 
 #: The frame CRC, byte by byte: the gateware builds it (``CRC.create()``), the host computes it
@@ -133,6 +136,13 @@ class Info:
     @property
     def reply_length(self) -> int:
         return self.n_out * value_bytes(self.out_bits) + 4
+
+    @property
+    def link_bytes(self) -> int:
+        """Bytes on the line per inference: the ``INFER`` request frame and its reply frame
+        (each payload plus :data:`FRAME_OVERHEAD`). At ``baud`` (8N1: 10 bits a byte) the link
+        carries at most ``baud / (10 * link_bytes)`` inferences per second."""
+        return self.request_length + self.reply_length + 2 * FRAME_OVERHEAD
 
 
 def network_hash(network) -> int:

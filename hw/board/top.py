@@ -2,7 +2,8 @@
 
 :class:`UartBridge` is everything but the pins and the clock (it is what the end-to-end tests
 simulate); :class:`BoardTop` puts it on an amaranth-boards platform, with the clock either the
-board's oscillator or a PLL output (``clock_mhz``).
+board's oscillator or a PLL output (``clock_mhz``), and the UART at the fastest standard rate
+the board's USB-UART bridge holds at that clock (:func:`.uart.fastest_baud`) unless told one.
 """
 
 from amaranth import *
@@ -11,16 +12,30 @@ from amaranth.lib import io, wiring
 from amaranth.lib.cdc import ResetSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from ...model_tools.errors import ThresherError
 from ...model_tools.ir import bits_for_range
 
 from .frame import Info
+from .platforms import spec_of_platform
 from .pll import ecp5_pll, ice40_pll, pll_instance
 from .protocol import ProtocolEngine
-from .uart import UARTRx, UARTTx, baud_divisor
+from .uart import DEFAULT_BAUD, UARTRx, UARTTx, baud_divisor, check_baud, fastest_baud
 
-__all__ = ["UartBridge", "BoardTop", "core_info", "DEFAULT_BAUD"]
+__all__ = ["UartBridge", "BoardTop", "core_info", "uart_baud", "DEFAULT_BAUD"]
 
-DEFAULT_BAUD = 115200
+
+def uart_baud(clock_hz: float, max_baud: int, baud: int | None = None) -> tuple[int, int]:
+    """``(baud, divisor)`` of the UART at ``clock_hz``: ``baud`` if given (checked: a usable rate
+    that the clock makes within the tolerance of :func:`.uart.baud_divisor`), else the fastest
+    standard rate up to ``max_baud`` that it makes. Raises :class:`ThresherError`."""
+    try:
+        if baud is None:
+            baud = fastest_baud(clock_hz, max_baud)
+        else:
+            baud = check_baud(baud)
+        return baud, baud_divisor(clock_hz, baud)
+    except ValueError as e:
+        raise ThresherError(f"UART: {e}") from None
 
 
 def _payload_shape(core, port):
@@ -147,7 +162,13 @@ class BoardTop(Elaboratable):
         Values per inference in and out.
     clock_mhz : float or None
         Run the design from a PLL at (nearly) this frequency; None: the board oscillator.
-    baud : int
+    baud : int or None
+        The UART's rate; None: the fastest standard rate up to ``max_baud`` that the real clock
+        makes (:func:`uart_baud`). Either way checked against the real clock.
+    max_baud : int or None
+        The fastest rate the board's USB-UART bridge holds; None: the board's
+        (:attr:`.platforms.BoardSpec.uart_max_baud`), or :data:`DEFAULT_BAUD` for a platform
+        thresher does not list.
     network_hash, pe, simd : int
         Reported by ``INFO``.
     timeout_s : float
@@ -157,10 +178,18 @@ class BoardTop(Elaboratable):
     ----------
     clock_hz : float
         The design's real clock (the PLL's output frequency, or the oscillator's).
+    baud, divisor : int
+        The UART's rate and its clock cycles per bit at ``clock_hz``.
     pll : ICE40PLL or ECP5PLL or None
+
+    Raises
+    ------
+    ThresherError
+        ``baud`` is no usable rate or the clock cannot make it (nor, without ``baud``, any
+        standard rate).
     """
 
-    def __init__(self, core, platform, *, n_in, n_out, clock_mhz=None, baud=DEFAULT_BAUD,
+    def __init__(self, core, platform, *, n_in, n_out, clock_mhz=None, baud=None, max_baud=None,
                  network_hash=0, pe=1, simd=1, timeout_s=0.05):
         self.core = core
         self.board_hz = float(platform.default_clk_frequency)
@@ -173,9 +202,13 @@ class BoardTop(Elaboratable):
             self.clock_hz = self.pll.fout_mhz * 1e6
         else:
             self.clock_hz = self.board_hz
+        if max_baud is None:
+            spec = spec_of_platform(platform)
+            max_baud = spec.uart_max_baud if spec is not None else DEFAULT_BAUD
+        self.baud, self.divisor = uart_baud(self.clock_hz, max_baud, baud)
         self.info = core_info(core, n_in=n_in, n_out=n_out, clock_hz=self.clock_hz,
                               network_hash=network_hash, pe=pe, simd=simd)
-        self.bridge = UartBridge(core, self.info, divisor=baud_divisor(self.clock_hz, baud),
+        self.bridge = UartBridge(core, self.info, divisor=self.divisor,
                                  timeout_cycles=max(2, int(timeout_s * self.clock_hz)))
 
     def _pll_domain(self, m, platform):

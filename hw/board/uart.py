@@ -4,6 +4,10 @@ The bit period is a whole number of clock cycles, ``divisor = round(clk_hz / bau
 (:func:`baud_divisor`); at least 4 so that the receiver can find the middle of a bit. Both blocks
 are plain ``wiring.Component`` s and know nothing about pins: the board top wires ``rx`` / ``tx``
 to a UART resource, the simulator drives them directly.
+
+A build runs the UART at :func:`fastest_baud`: the fastest of :data:`STANDARD_BAUDS` that the
+board's USB-UART bridge holds, whose divisor is within :data:`MAX_RATE_ERROR` at the clock the
+design is really built at and leaves at least :data:`AUTO_MIN_DIVISOR` clocks a bit.
 """
 
 from amaranth import *
@@ -11,12 +15,39 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
-__all__ = ["UARTRx", "UARTTx", "baud_divisor"]
+__all__ = ["UARTRx", "UARTTx", "baud_divisor", "fastest_baud", "check_baud", "STANDARD_BAUDS",
+           "MIN_BAUD", "MAX_BAUD", "MAX_RATE_ERROR", "DEFAULT_BAUD", "AUTO_MIN_DIVISOR"]
+
+#: The rates a build chooses from, fastest first: termios' standard speeds that the FTDI bridges
+#: (FT2232H, FT232H, FT231X: 3 Mbaud from their 48 MHz / 12 MHz baud generators) make exactly
+#: or within 0.2 %, so that the host's serial driver and the bridge both know them.
+STANDARD_BAUDS = (3_000_000, 2_000_000, 1_500_000, 1_000_000, 921_600, 460_800, 230_400,
+                  115_200)
+#: Explicit rates outside this range are refused (no bridge thresher knows goes beyond 12 Mbaud,
+#: and below 1,200 baud the protocol's inter-byte timeout would fire inside a byte).
+MIN_BAUD, MAX_BAUD = 1_200, 12_000_000
+#: The rate of builds made before the rate was chosen per build, and so the host's default when
+#: it knows nothing better; also the limit assumed for a USB-UART bridge thresher does not know.
+DEFAULT_BAUD = 115_200
+#: The largest difference between ``baud`` and the rate a whole divisor makes (8N1 tolerates
+#: about 4 % between both ends; the other half is left to the host's bridge).
+MAX_RATE_ERROR = 0.02
+
+
+def check_baud(baud) -> int:
+    """``baud`` as an int if it is a rate thresher can use (:data:`MIN_BAUD` .. :data:`MAX_BAUD`);
+    else ``ValueError``."""
+    if isinstance(baud, bool) or not isinstance(baud, (int, float)) or baud != int(baud) \
+            or not MIN_BAUD <= baud <= MAX_BAUD:
+        raise ValueError(f"baud {baud!r} is not a UART rate thresher can use (give a whole "
+                         f"number from {MIN_BAUD:,} to {MAX_BAUD:,}, e.g. 3000000 or 115200)")
+    return int(baud)
 
 
 def baud_divisor(clk_hz: float, baud: int) -> int:
     """Clock cycles per bit for ``baud`` at ``clk_hz``; raises ``ValueError`` when the rate error
-    would exceed 2 % (8N1 tolerates about 4 % between both ends) or the divisor is below 4."""
+    would exceed :data:`MAX_RATE_ERROR` (2 %; 8N1 tolerates about 4 % between both ends) or the
+    divisor is below 4."""
     if baud <= 0 or clk_hz <= 0:
         raise ValueError(f"clock {clk_hz!r} Hz and baud {baud!r} must be positive")
     divisor = int(round(clk_hz / baud))
@@ -24,10 +55,33 @@ def baud_divisor(clk_hz: float, baud: int) -> int:
         raise ValueError(f"baud {baud} is too fast for a {clk_hz / 1e6:g} MHz clock "
                          f"(needs at least 4 clocks per bit, got {clk_hz / baud:.2f})")
     error = abs(clk_hz / divisor - baud) / baud
-    if error > 0.02:
+    if error > MAX_RATE_ERROR:
         raise ValueError(f"baud {baud} at {clk_hz / 1e6:g} MHz is off by {error:.1%} (divisor "
                          f"{divisor}); pick another baud or clock")
     return divisor
+
+
+#: The fewest clocks per bit a build chooses by itself: the receiver samples once, mid-bit, after
+#: a start edge it sees up to a clock (plus its synchronizer) late; at 8 clocks a bit that is an
+#: eighth of a bit of margin lost, not a quarter (an explicit rate may go down to 4).
+AUTO_MIN_DIVISOR = 8
+
+
+def fastest_baud(clk_hz: float, max_baud: int) -> int:
+    """The fastest of :data:`STANDARD_BAUDS` up to ``max_baud`` (what the USB-UART bridge holds)
+    that :func:`baud_divisor` accepts at ``clk_hz`` with at least :data:`AUTO_MIN_DIVISOR`
+    clocks per bit (rate error within :data:`MAX_RATE_ERROR`); ``ValueError`` when none is."""
+    for baud in STANDARD_BAUDS:
+        if baud > max_baud:
+            continue
+        try:
+            if baud_divisor(clk_hz, baud) < AUTO_MIN_DIVISOR:
+                continue
+        except ValueError:
+            continue
+        return baud
+    raise ValueError(f"no standard UART rate up to {max_baud:,} baud can be made from a "
+                     f"{clk_hz / 1e6:g} MHz clock within {MAX_RATE_ERROR:.0%}")
 
 
 def _check_divisor(divisor):

@@ -128,8 +128,20 @@ def cmd_run(args) -> int:
     x = load_array(args.input)
     if (args.engine == "board") != (args.port is not None):
         raise ThresherError("--engine board needs --port, and --port needs --engine board")
+    baud, dsp_lanes = None, None
+    if args.engine == "board":
+        from ..transport import board_baud
+        baud = board_baud(args.build, args.baud)
+    elif args.baud is not None:
+        raise ThresherError("--baud is for --engine board (the board's UART)")
+    elif args.build is not None and args.engine == "golden":
+        raise ThresherError("--build is for the hardware engines (rtl, pysim: simulate that "
+                            "build's accelerator; board: its UART rate)")
+    elif args.build is not None:
+        args.pe, args.simd, dsp_lanes = _built_array(args, net)
+    args.pe, args.simd = args.pe or 8, args.simd or 8
     result = run_engine(net, x, args.engine, pe=args.pe, simd=args.simd, trace=args.trace,
-                        port=args.port)
+                        port=args.port, baud=baud, dsp_lanes=dsp_lanes)
     for note in result.notes:
         print(f"thresher: note: {note}", file=sys.stderr)
     save_array(out, result.outputs)
@@ -143,6 +155,24 @@ def cmd_run(args) -> int:
     return 0
 
 
+def _built_array(args, net) -> tuple[int, int, int]:
+    """``(pe, simd, dsp_lanes)`` of the accelerator in the build directory ``args.build``, checked
+    against the model (the network hash the build recorded) and any --pe / --simd given."""
+    from ...hw.board.frame import network_hash
+    from ...hw.build import built_configuration
+    built = built_configuration(args.build)
+    if network_hash(net) != built["network_hash"]:
+        raise ThresherError(f"--build {args.build}: built from another network (hash "
+                            f"0x{built['network_hash']:08x}, this model's 0x{network_hash(net):08x});"
+                            f" give the model it was built from")
+    for name in ("pe", "simd"):
+        given = getattr(args, name)
+        if given is not None and given != built[name]:
+            raise ThresherError(f"--{name} {given}: the build in {args.build} has "
+                                f"{name.upper()}={built[name]}; leave --{name} out")
+    return built["pe"], built["simd"], built["dsp_lanes"]
+
+
 def cmd_build(args) -> int:
     from ...hw.build import build
     from ...model_tools.load import load_network
@@ -153,6 +183,8 @@ def cmd_build(args) -> int:
     if args.clock is not None and not 1 <= args.clock <= 400:
         raise ThresherError(f"--clock {args.clock}: give a frequency in MHz between 1 and 400")
     options = dict(pe=args.pe, simd=args.simd, clock_mhz=args.clock)
+    if args.baud is not None:
+        options["baud"] = args.baud
     if args.explore is not None:
         if args.pe is not None or args.clock is not None:
             raise ThresherError("--explore picks the array and the clock: give it without "
@@ -161,11 +193,13 @@ def cmd_build(args) -> int:
         point = fastest_point(args.explore, net, args.board)
         print(f"building {point['point']} of {args.explore}: the fastest point that sweep built "
               f"({point['inferences_per_s']:,.0f} inferences/s at {point['clock_mhz']:g} MHz)")
-        options = dict(pe=point["pe"], simd=point["simd"], clock_mhz=point["clock_mhz"],
+        options.update(pe=point["pe"], simd=point["simd"], clock_mhz=point["clock_mhz"],
                        seed=point["seed"])
     report = build(net, args.board, out, **options)
     print(format_build(report))
     print(f"\nwrote {out / report['bitstream']} and {out / 'report.json'}")
+    print(f"the board's UART runs at {report['baud']:,} baud: give '--build {out}' to "
+          f"'thresher run --engine board' (it reads the rate from report.json)")
     return 0
 
 
@@ -179,6 +213,9 @@ def format_build(r: dict) -> str:
         ("cycles per inference", f"{r['cycles_per_inference']:,} (MAC bound "
                                  f"{r['mac_bound_cycles']:,})"),
         ("inferences per second", f"{r['inferences_per_s']:,} at {r['clock_mhz']} MHz"),
+    ] + ([("UART link", f"{r['baud']:,} baud: {r['link_inferences_per_s']:,} inferences/s "
+                        f"({r['link_bytes_per_inference']:,} bytes each)")]
+         if "link_bytes_per_inference" in r else []) + [
         ("build seconds", f"{r['build_seconds']}"),
     ] + [(f"  {k}", f"{v['used']:,} / {v['available']:,}")
          for k, v in r["utilization"].items() if v["used"]]
@@ -195,6 +232,7 @@ def cmd_boards(args) -> int:
                                 if k in ("ICESTORM_RAM", "DP16KD")), "-"),
              "multipliers": next((f"{v} {k}" for k, v in b["resources"].items()
                                   if k in ("ICESTORM_DSP", "MULT18X18D")), "-"),
+             "UART": f"{b['uart_bridge']} ({b['uart_max_baud']:,} baud)",
              "note": b.get("note", "")} for b in boards()]
     columns = [(k, k) for k in rows[0]]
     print(format_table(rows, columns))
@@ -347,6 +385,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def _baud(text: str) -> int:
+    from ...hw.board.uart import check_baud
+    try:
+        return check_baud(int(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e) if text.strip().lstrip("-").isdigit()
+                                         else f"not an integer: {text!r}") from None
+
+
 def _power_of_two(text: str) -> int:
     value = _positive(text)
     if value & (value - 1):
@@ -422,9 +469,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--out", required=True, metavar="Y.npy", help="where the outputs go")
     r.add_argument("--engine", default="golden", choices=ENGINES,
                    help="golden (integer numpy), rtl (Verilator, else Amaranth's simulator), pysim")
-    _parallelism_options(r)
+    r.add_argument("--pe", type=_power_of_two, help="output channels per cycle (default 8, or "
+                   "the build's with --build)")
+    r.add_argument("--simd", type=_power_of_two, help="inputs per output per cycle (default 8, "
+                   "or the build's with --build)")
     r.add_argument("--trace", metavar="FILE.vcd", help="dump the waveform of the first input")
     r.add_argument("--port", help="--engine board: the board's serial port (e.g. /dev/ttyUSB1)")
+    r.add_argument("--build", metavar="DIR", help="the directory 'thresher build' wrote: "
+                   "--engine rtl / pysim simulate exactly its accelerator (array, DSP lanes), "
+                   "--engine board talks to it at the UART rate its report.json records")
+    r.add_argument("--baud", type=_baud, metavar="N", help="--engine board without --build: the "
+                   "UART's rate (default 115200, the rate of builds that do not record one)")
     _input_type_option(r)
     r.set_defaults(func=cmd_run)
 
@@ -435,6 +490,9 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--pe", type=_power_of_two, help="override the board's automatic choice")
     bl.add_argument("--simd", type=_power_of_two, help="override the board's automatic choice")
     bl.add_argument("--clock", type=float, metavar="MHZ", help="run from a PLL at this clock")
+    bl.add_argument("--baud", type=_baud, metavar="N", help="the UART's rate (default: the "
+                    "fastest standard rate, up to 3 Mbaud, that the board's USB-UART bridge and "
+                    "the clock built at allow; see 'thresher boards')")
     bl.add_argument("--explore", metavar="SWEEP", help="build the fastest point that 'thresher "
                     "explore -o SWEEP' built and that met its clock (array, clock, nextpnr seed)")
     _input_type_option(bl)

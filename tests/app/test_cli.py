@@ -192,6 +192,24 @@ def test_demo_runs_end_to_end_and_its_bitstream_programs_dry(tmp_path, capsys):
     assert (build / report["build"]["bitstream"]).stat().st_size > 0
     code, out, _ = run_cli(capsys, "program", build, "--dry-run")   # the board comes from the build
     assert code == 0 and "iCEBreaker" in out and "0403:6010" in out and "top.bin" in out
+    # --engine rtl --build: the simulation is that build's accelerator (array, DSP lanes)
+    from thresher.model_tools.builtin import digits_test
+    x, _ = digits_test()
+    np.save(tmp_path / "x.npy", x[:3])
+    built = json.loads((build / "report.json").read_text())
+    run = ("run", "default", tmp_path / "x.npy")
+    code, out, _ = run_cli(capsys, *run, "--engine", "rtl", "--build", build, "-o", tmp_path / "r.npy")
+    assert code == 0 and f"(PE={built['pe']}, SIMD={built['simd']})" in out
+    assert f"{built['cycles_per_inference']:,} cycles per inference" in out
+    assert run_cli(capsys, *run, "-o", tmp_path / "g.npy")[0] == 0
+    assert np.array_equal(np.load(tmp_path / "r.npy"), np.load(tmp_path / "g.npy"))
+    for argv, words in (((*run, "--engine", "rtl", "--build", build, "--pe", "64"), "--pe 64"),
+                        (("run", "tfc", tmp_path / "x.npy", "--engine", "rtl", "--build", build),
+                         "another network"),
+                        ((*run, "--build", build), "hardware engines")):
+        code, _, err = run_cli(capsys, *argv, "-o", tmp_path / "bad.npy")
+        assert code == 2 and words in err and err.count("\n") == 1, argv
+    assert not (tmp_path / "bad.npy").exists()
 
 
 def test_boards_lists_every_board(capsys):
@@ -249,3 +267,63 @@ def test_outputs_follow_the_umask(tmp_path, capsys):
         os.umask(old)
     for f in (tmp_path / "y.npy", tmp_path / "net" / "network.json", tmp_path / "net" / "network.npz"):
         assert f.stat().st_mode & 0o777 == 0o644, f
+
+
+def test_uart_rate_errors_are_one_line(tmp_path, capsys):
+    from thresher.model_tools.builtin import DEFAULT_MODEL
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 8, 8), np.float32))
+    run = ("run", DEFAULT_MODEL, tmp_path / "x.npy", "-o", tmp_path / "y.npy")
+    for argv in [("build", DEFAULT_MODEL, "--board", "icebreaker", "-o", tmp_path / "b",
+                  "--baud", "7"),
+                 (*run, "--engine", "board", "--port", "sim", "--baud", "7"),
+                 (*run, "--engine", "board", "--port", "sim", "--baud", "fast"),
+                 (*run, "--baud", "115200"),                       # not the board engine
+                 (*run, "--engine", "board", "--port", "sim", "--build", tmp_path / "none")]:
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 2 and err.startswith("thresher: error: ") and err.count("\n") == 1, argv
+    assert not (tmp_path / "y.npy").exists()
+
+
+def test_run_on_the_board_opens_the_port_at_the_builds_rate(tmp_path, capsys, monkeypatch):
+    """``run --engine board --build DIR``: the serial port is opened at report.json's ``baud``
+    (here a board simulated behind a UART at that rate stands in for the port); ``--baud``
+    without a build; 115,200 for a build that records no rate."""
+    import json
+    from thresher.hw.board import frame
+    from thresher.hw.board.top import UartBridge, core_info
+    from thresher.hw.board.uart import baud_divisor
+    from thresher.model_tools.builtin import DEFAULT_MODEL, digits_test
+    from thresher.model_tools.load import load_model
+    from thresher.hw.accelerator import Accelerator
+    from thresher.sim import host
+    from thresher.sim.transport import SimulatedTransport
+    net = load_model(DEFAULT_MODEL)
+    opened = []
+
+    def serial_port(port, baud):        # what the host opens: a board simulated at 4 clocks a bit
+        opened.append((port, baud))
+        core = Accelerator(net, pe=4, simd=4)
+        clk_hz = 4 * baud
+        divisor = baud_divisor(clk_hz, baud)
+        info = core_info(core, n_in=core.n_in, n_out=core.n_out, clock_hz=clk_hz,
+                         network_hash=frame.network_hash(net), input_range=(0, 255))
+        bridge = UartBridge(core, info, divisor=divisor, timeout_cycles=100_000)
+        return SimulatedTransport(bridge, divisor=divisor, clk_hz=clk_hz, baud=baud)
+
+    monkeypatch.setattr(host, "SerialTransport", serial_port)
+    x, _ = digits_test()
+    np.save(tmp_path / "x.npy", x[:1])
+    build = tmp_path / "build"
+    build.mkdir()
+    (build / "report.json").write_text(json.dumps({"board": "icebreaker", "baud": 3_000_000}))
+    run = ("run", DEFAULT_MODEL, tmp_path / "x.npy", "--engine", "board", "--port", "/dev/ttyX")
+    assert run_cli(capsys, *run, "-o", tmp_path / "b.npy", "--build", build)[0] == 0
+    assert run_cli(capsys, *run[:3], "-o", tmp_path / "g.npy")[0] == 0          # golden
+    assert np.array_equal(np.load(tmp_path / "b.npy"), np.load(tmp_path / "g.npy"))
+    assert run_cli(capsys, *run, "-o", tmp_path / "b.npy", "--baud", "1000000")[0] == 0
+    code, _, err = run_cli(capsys, *run, "-o", tmp_path / "b.npy", "--build", build,
+                           "--baud", "115200")
+    assert code == 2 and "disagrees" in err and err.count("\n") == 1
+    (build / "report.json").write_text(json.dumps({"board": "icebreaker"}))   # an old build
+    assert run_cli(capsys, *run, "-o", tmp_path / "b.npy", "--build", build)[0] == 0
+    assert opened == [("/dev/ttyX", 3_000_000), ("/dev/ttyX", 1_000_000), ("/dev/ttyX", 115_200)]

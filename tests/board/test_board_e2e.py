@@ -105,3 +105,50 @@ def test_tfc_through_uart(shared):
     from thresher.sim.host import simulated_board as whole_board
     y = run_board(net, x, whole_board(net, pe=16, simd=16), timeout=600)
     np.testing.assert_array_equal(y, run_integer(net, x))
+
+
+@pytest.mark.parametrize("board, clock_mhz, baud, divisor", [
+    ("icebreaker", None, 1_500_000, 8),       # the 12 MHz oscillator: 3M would be 4 clocks a bit
+    ("icebreaker", 27.3, 3_000_000, 9),       # a retimed PLL clock (27.375 MHz): 1.4 % fast
+    ("ulx3s-85f", None, 1_500_000, 17),       # 25 MHz: the FT231X's 3M and 2M are off; 2.0 % slow
+])
+def test_board_top_at_the_rate_it_picks(board, clock_mhz, baud, divisor):
+    """BoardTop picks the UART rate for the clock it is built at and the board's bridge; the host
+    at exactly that (nominal) rate talks to the simulated bridge, whose divisor only approximates
+    it: INFO's link bytes are the frames', INFER is bit-exact."""
+    from thresher.hw.board.platforms import make_platform
+    from thresher.hw.board.top import BoardTop
+    net = tiny_network(seed=9)
+    core = StandInCore(net)
+    top = BoardTop(core, make_platform(board), n_in=core.n_in, n_out=core.n_out,
+                   clock_mhz=clock_mhz, network_hash=frame.network_hash(net))
+    top._MustUse__silence = True            # only its bridge is simulated
+    assert (top.baud, top.divisor) == (baud, divisor)
+    transport = SimulatedTransport(top.bridge, divisor=top.divisor, clk_hz=top.clock_hz,
+                                   baud=top.baud)
+    info = Board(transport).info()
+    assert info.n_in == 12
+    assert info.clock_hz == round(top.clock_hz)
+    assert info.link_bytes == (12 * frame.value_bytes(info.in_bits) + 7) + \
+        (4 * frame.value_bytes(info.out_bits) + 4 + 7)
+    x = np.random.default_rng(4).integers(0, 256, size=(2, 1, 12))
+    x[0, 0, :2] = [0, 255]
+    y, cycles = run_board(net, x, transport, return_cycles=True)
+    np.testing.assert_array_equal(y, run_integer(net, x))
+    assert (cycles == core.predict_cycles()).all()
+
+
+@pytest.mark.filterwarnings("ignore:.*created but never used")   # the tops that raise
+def test_explicit_baud_is_checked_against_the_clock():
+    from thresher.hw.board.platforms import make_platform
+    from thresher.hw.board.top import BoardTop
+    core = StandInCore(tiny_network())
+    top = BoardTop(core, make_platform("icebreaker"), n_in=core.n_in, n_out=core.n_out,
+                   baud=115200)
+    top._MustUse__silence = True
+    assert (top.baud, top.divisor) == (115200, 104)
+    for baud, msg in ((7, "not a UART rate"), (4_000_000, "at least 4 clocks"),
+                      (2_500_000, "off by")):
+        with pytest.raises(ThresherError, match=msg):
+            BoardTop(core, make_platform("icebreaker"), n_in=core.n_in, n_out=core.n_out,
+                     baud=baud)

@@ -119,3 +119,42 @@ def test_board_top_elaborates(board):
     il = plan.files["top.il"]
     assert ("SB_PLL40" if platform.family != "ecp5" else "EHXPLLL") in il
     assert abs(top.clock_hz - 30e6) < 0.6e6
+
+
+def test_every_board_records_its_uart_bridge():
+    for name, spec in hwbuild.BOARDS.items():
+        assert spec.uart_bridge and spec.uart_max_baud >= 115_200, name
+        assert hwbuild.boards()[list(hwbuild.BOARDS).index(name)]["uart_max_baud"] == \
+            spec.uart_max_baud
+    assert hwbuild.BOARDS["icebreaker"].uart_bridge.startswith("FT2232H")
+    assert hwbuild.BOARDS["icebreaker"].uart_max_baud >= 3_000_000
+    assert hwbuild.BOARDS["ulx3s-85f"].uart_bridge == "FT231X"
+    assert hwbuild.BOARDS["ulx3s-85f"].uart_max_baud == 3_000_000
+
+
+def test_report_link_figures_use_the_chosen_rate_and_the_real_frame_bytes():
+    """report.json's link figure: both frames of an inference (values at their wire width) at
+    the rate BoardTop chose for the clock built at."""
+    from thresher.hw.board.frame import value_bytes
+    from thresher.hw.board.top import BoardTop
+    net = tiny_network()
+    design = hwbuild._accelerator(net, "icebreaker", 2, 4, (0, 255))
+    core = design.core
+    top = BoardTop(core, make_platform("icebreaker"), n_in=core.n_in, n_out=core.n_out,
+                   clock_mhz=27.3)
+    top._MustUse__silence = True
+    built = {"top": top, "fmax": 31.0, "clock": top.clock_hz / 1e6, "synthesis": "synth_ice40",
+             "yosys_cells": {}, "pnr": {"fmax": {"clk": 31.0}, "utilization": {}}}
+    report = hwbuild._report(built, design, "icebreaker", 30.0, [], 1.0)
+    assert report["baud"] == top.baud == 3_000_000 and report["uart_bridge"].startswith("FT2232H")
+    info = top.info
+    frames = (7 + core.n_in * value_bytes(info.in_bits)) + \
+        (7 + core.n_out * value_bytes(info.out_bits) + 4)
+    assert report["link_bytes_per_inference"] == frames
+    assert report["link_inferences_per_s"] == round(3_000_000 / 10 / frames, 2)
+    json.dumps(report)
+
+
+def test_a_bad_explicit_baud_fails_before_any_work(tmp_path):
+    with pytest.raises(ThresherError, match="UART: baud 7 is not a UART rate"):
+        hwbuild.build(StandInCore(tiny_network()), "icebreaker", tmp_path, baud=7)
