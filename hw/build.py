@@ -140,12 +140,9 @@ def _accelerator(network, board, pe, simd, input_range) -> _Design:
                    mac_bound_cycles(network, pe, simd))
 
 
-def built_configuration(out_dir) -> dict:
-    """The accelerator :func:`build` put in ``out_dir``, read back from its ``report.json``:
-    ``board``, ``pe``, ``simd``, ``dsp_lanes`` (the board's hard multipliers, as the build gives
-    them to the accelerator), ``network_hash`` (int). A simulation built from these is the
-    hardware of the bitstream (``thresher run --engine rtl --build DIR``). Raises
-    :class:`ThresherError` for a directory without a readable report of an accelerator build."""
+def read_build_report(out_dir) -> dict:
+    """``out_dir/report.json`` as :func:`build` wrote it. Raises :class:`ThresherError` when the
+    directory or its report is missing or unreadable."""
     out = Path(out_dir)
     report = out / "report.json"
     if not out.is_dir():
@@ -155,10 +152,26 @@ def built_configuration(out_dir) -> dict:
         raise ThresherError(f"{out}: no report.json; give a directory written by 'thresher build'")
     try:
         r = json.loads(report.read_text())
+    except (OSError, ValueError) as e:
+        raise ThresherError(f"cannot read {report}: {e}") from None
+    if not isinstance(r, dict):
+        raise ThresherError(f"{report}: not a build report")
+    return r
+
+
+def built_configuration(out_dir) -> dict:
+    """The accelerator :func:`build` put in ``out_dir``, read back from its ``report.json``:
+    ``board``, ``pe``, ``simd``, ``dsp_lanes`` (the board's hard multipliers, as the build gives
+    them to the accelerator), ``network_hash`` (int). A simulation built from these is the
+    hardware of the bitstream (``thresher run --engine rtl --build DIR``). Raises
+    :class:`ThresherError` for a directory without a readable report of an accelerator build."""
+    r = read_build_report(out_dir)
+    try:
         board, pe, simd = r["board"], int(r["pe"]), int(r["simd"])
         nhash = int(str(r["network_hash"]), 0)
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ThresherError(f"{report}: not the report of an accelerator build ({e})") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise ThresherError(f"{Path(out_dir) / 'report.json'}: not the report of an "
+                            f"accelerator build ({e})") from None
     return {"board": board, "pe": pe, "simd": simd, "dsp_lanes": board_spec(board).multipliers,
             "network_hash": nhash}
 

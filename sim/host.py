@@ -13,7 +13,6 @@ run_board            ``run_integer`` on a board: raw input batch -> last-stage i
 from __future__ import annotations
 
 import struct
-import time
 
 import numpy as np
 
@@ -86,9 +85,9 @@ class Board:
     def _read_exact(self, n, deadline, what):
         data = bytearray()
         while len(data) < n:
-            left = deadline - time.monotonic()
+            left = deadline - self.transport.clock()
             chunk = self.transport.read(n - len(data), max(0.0, left)) if left > 0 else b""
-            if not chunk and time.monotonic() >= deadline:
+            if not chunk and self.transport.clock() >= deadline:
                 raise BoardError(f"no reply from the board within {self.timeout:g} s "
                                  f"(waiting for {what}; got {len(data)} of {n} bytes)")
             data += chunk
@@ -97,7 +96,7 @@ class Board:
     def read_frame(self) -> tuple[int, bytes]:
         """The next frame from the board: ``(cmd, payload)``; raises :class:`BoardError` on a
         timeout or a bad CRC."""
-        deadline = time.monotonic() + self.timeout
+        deadline = self.transport.clock() + max(self.timeout, self.transport.MIN_TIMEOUT)
         prev = None
         while True:     # hunt for the sync bytes
             b = self._read_exact(1, deadline, "a frame")[0]
