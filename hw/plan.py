@@ -338,19 +338,12 @@ class Plan:
                 out_rng = rng
             else:
                 channelwise = is_channelwise(layer)
-                # per tap (channelwise) or per input element: the values it reads, 0 included
-                a_lo, a_hi = _range_with_zero(min(rng[0], layer.in_range[0]),
-                                              max(rng[1], layer.in_range[1])) if not add else \
-                    (None, None)
                 if add:
                     gb, rb = maps[srcs[i][1]]
                     if gb != geom or int(np.prod(geom)) != int(np.prod(layer.in_shape)):
                         raise ThresherError(f"{layer.name}: adds tensors stored as {geom} and "
                                             f"{gb}; the add stage needs both in one layout of "
                                             f"{layer.in_shape}")
-                    ra, rb = _range_with_zero(*rng), _range_with_zero(*rb)
-                    lo_col, hi_col = np.array([ra[0], rb[0]]), np.array([ra[1], rb[1]])
-                    a_lo, a_hi = min(ra[0], rb[0]), max(ra[1], rb[1])
                     kh = kw = 1
                     stride, pad_tl = (1, 1), (0, 0)
                     out = geom
@@ -367,25 +360,26 @@ class Plan:
                     kh, kw = layer.kernel
                     stride, pad_tl = layer.stride, layer.pads[:2]
                     out = _geometry(layer.out_shape)
+                # the values each term reads, 0 included (padding): per tap for an add (its two
+                # inputs), one range for all terms otherwise
+                if add:
+                    ra, rb = _range_with_zero(*rng), _range_with_zero(*rb)
+                    lo_col, hi_col = np.array([ra[0], rb[0]]), np.array([ra[1], rb[1]])
+                    a_rng = (min(ra[0], rb[0]), max(ra[1], rb[1]))
+                else:
+                    a_rng = _range_with_zero(min(rng[0], layer.in_range[0]),
+                                             max(rng[1], layer.in_range[1]))
+                    lo_col, hi_col = a_rng
                 cout = layer.out_channels
                 im2col = i == 0 and self.im2col
                 ng = ceil_div(cout, pe)
-                if channelwise:
-                    # lanes over channels: PE channels per cycle, one tap (or add input) a cycle
-                    w = layer.channel_weights()
-                    loops = (ng, 1, 1, 2) if add else (ng, kh, kw, 1)
-                    wf = w
-                elif im2col:
-                    w = layer.weights
-                    loops = (ng, 1, 1, ceil_div(kh * kw * C, simd))
-                    wf = w.reshape(cout, -1)
-                else:
-                    w = layer.weights
-                    loops = (ng, kh, kw, ceil_div(C, simd))
-                    wf = w.reshape(cout, -1)
-                if not add:
-                    lo_col, hi_col = a_lo, a_hi
-                a_rng = (a_lo, a_hi)
+                # channelwise: lanes over channels, PE channels and one tap (an add's input) a
+                # cycle; otherwise SIMD input elements of one tap (im2col: of the whole window)
+                w = layer.channel_weights() if channelwise else layer.weights
+                loops = (ng, 1, 1, 2) if add else (ng, kh, kw, 1) if channelwise else \
+                    (ng, 1, 1, ceil_div(kh * kw * C, simd)) if im2col else \
+                    (ng, kh, kw, ceil_div(C, simd))
+                wf = w.reshape(cout, -1)
                 tlo = np.minimum(wf * lo_col, wf * hi_col).sum(axis=1)
                 thi = np.maximum(wf * lo_col, wf * hi_col).sum(axis=1)
                 acc_bound = (int(min(tlo.min(), 0)), int(max(thi.max(), 0)))
