@@ -129,3 +129,50 @@ def test_two_products_per_dsp_are_exact(dsp_lanes):
 def test_pack_shift_is_checked():
     with pytest.raises(ValueError, match="pack_shift"):
         MACArray(pe=2, simd=2, weight_width=8, act_width=9, acc_width=20, pack_shift=12)
+
+
+@pytest.mark.parametrize("dsp_lanes, pack_shift", [(None, None), (0, None), (8, 6)])
+def test_row_operands_feed_lane_zero_of_each_row_while_diag(dsp_lanes, pack_shift):
+    """``row_operands``: with ``diag`` high, lane (k, 0) multiplies row k's own ``d[k]``, every
+    other lane still the shared ``a[s]``; with ``diag`` low the array is the plain one. Beats of
+    both kinds interleave within and across groups; DSP products and packed pairs (column 0 is
+    never packed) alike."""
+    rng = np.random.default_rng(5)
+    pe, simd = 4, 3
+    beats = []
+    for g in range(8):
+        n = int(rng.integers(1, 4))
+        for j in range(n):
+            # packed pairs are exact for products in [-2^(S-1), 2^(S-1)): 4-bit values up to 4
+            beats.append((rng.integers(-4, 4, pe * simd), rng.integers(-4, 4, simd),
+                          rng.integers(-4, 4, pe), int(rng.integers(0, 2)), j == 0, j == n - 1))
+    dut = MACArray(pe=pe, simd=simd, weight_width=4, act_width=4, acc_width=12, tag_width=4,
+                   dsp_lanes=dsp_lanes, pack_shift=pack_shift, row_operands=True)
+    want, acc = [], np.zeros(pe, dtype=np.int64)
+    for k, (w, a, d, diag, first, last) in enumerate(beats):
+        w = np.asarray(w, dtype=np.int64).reshape(pe, simd)
+        s = w @ np.asarray(a, dtype=np.int64)
+        if diag:
+            s += w[:, 0] * (np.asarray(d, dtype=np.int64) - a[0])
+        acc = s if first else acc + s
+        if last:
+            want.append(acc.tolist())
+    got = []
+
+    async def producer(ctx):
+        for k, (w, a, d, diag, first, last) in enumerate(beats):
+            await stream_put(ctx, dut.i, {"w": [int(v) for v in w], "a": [int(v) for v in a],
+                                          "d": [int(v) for v in d], "diag": diag,
+                                          "first": first, "last": last, "tag": k % 16})
+
+    async def consumer(ctx):
+        for _ in want:
+            p = await stream_get(ctx, dut.o)
+            got.append([int(p.acc[k]) for k in range(pe)])
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    assert got == want and any(b[3] for b in beats) and not all(b[3] for b in beats)
