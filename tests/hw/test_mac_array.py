@@ -6,17 +6,22 @@ from thresher.hw.mac_array import MACArray
 from thresher.sim.streamsim import stream_get, stream_put
 
 
-def _run(pe, simd, ww, aw, accw, beats, stall_every=0, dsp_lanes=None, pack_shift=None):
-    """beats: list of (w (pe*simd,), a (simd,), first, last). Returns emitted accumulators."""
+def _run(pe, simd, ww, aw, accw, beats, stall_every=0, dsp_lanes=None, pack_shift=None,
+         rows=None):
+    """beats: list of (w (pe*simd,), a (simd,), first, last); ``rows``: per beat ``(d (pe,),
+    diag)`` for an array with ``row_operands``. Returns emitted accumulators."""
     dut = MACArray(pe=pe, simd=simd, weight_width=ww, act_width=aw, acc_width=accw, tag_width=4,
-                   dsp_lanes=dsp_lanes, pack_shift=pack_shift)
+                   dsp_lanes=dsp_lanes, pack_shift=pack_shift, row_operands=rows is not None)
     out = []
     n_out = sum(1 for b in beats if b[3])
 
     async def producer(ctx):
         for k, (w, a, first, last) in enumerate(beats):
-            await stream_put(ctx, dut.i, {"w": [int(v) for v in w], "a": [int(v) for v in a],
-                                          "first": first, "last": last, "tag": k % 16})
+            beat = {"w": [int(v) for v in w], "a": [int(v) for v in a], "first": first,
+                    "last": last, "tag": k % 16}
+            if rows is not None:
+                beat.update(d=[int(v) for v in rows[k][0]], diag=rows[k][1])
+            await stream_put(ctx, dut.i, beat)
 
     async def consumer(ctx):
         for n in range(n_out):
@@ -33,6 +38,20 @@ def _run(pe, simd, ww, aw, accw, beats, stall_every=0, dsp_lanes=None, pack_shif
     return out
 
 
+def _random_groups(rng, pe, simd, groups, longest, w_hi, a_hi, rows=False):
+    """``groups`` accumulations of 1 to ``longest`` random beats (weights in [-w_hi, w_hi),
+    activations in [-a_hi, a_hi)); with ``rows``, also each beat's ``(d, diag)``."""
+    beats, extra = [], []
+    for _ in range(groups):
+        n = int(rng.integers(1, longest + 1))
+        for j in range(n):
+            w, a = rng.integers(-w_hi, w_hi, pe * simd), rng.integers(-a_hi, a_hi, simd)
+            if rows:
+                extra.append((rng.integers(-a_hi, a_hi, pe), int(rng.integers(0, 2))))
+            beats.append((w, a, j == 0, j == n - 1))
+    return (beats, extra) if rows else beats
+
+
 def _reference(pe, simd, beats):
     res, acc = [], np.zeros(pe, dtype=np.int64)
     for k, (w, a, first, last) in enumerate(beats):
@@ -45,14 +64,8 @@ def _reference(pe, simd, beats):
 
 @pytest.mark.parametrize("stall", [0, 2])
 def test_random_groups(stall):
-    rng = np.random.default_rng(1)
     pe, simd = 3, 4
-    beats = []
-    for g in range(6):
-        n = int(rng.integers(1, 5))
-        for j in range(n):
-            beats.append((rng.integers(-8, 8, pe * simd), rng.integers(-4, 4, simd),
-                          j == 0, j == n - 1))
+    beats = _random_groups(np.random.default_rng(1), pe, simd, 6, 4, 8, 4)
     assert _run(pe, simd, 4, 3, 12, beats, stall) == _reference(pe, simd, beats)
 
 
@@ -137,42 +150,17 @@ def test_row_operands_feed_lane_zero_of_each_row_while_diag(dsp_lanes, pack_shif
     other lane still the shared ``a[s]``; with ``diag`` low the array is the plain one. Beats of
     both kinds interleave within and across groups; DSP products and packed pairs (column 0 is
     never packed) alike."""
-    rng = np.random.default_rng(5)
     pe, simd = 4, 3
-    beats = []
-    for g in range(8):
-        n = int(rng.integers(1, 4))
-        for j in range(n):
-            # packed pairs are exact for products in [-2^(S-1), 2^(S-1)): 4-bit values up to 4
-            beats.append((rng.integers(-4, 4, pe * simd), rng.integers(-4, 4, simd),
-                          rng.integers(-4, 4, pe), int(rng.integers(0, 2)), j == 0, j == n - 1))
-    dut = MACArray(pe=pe, simd=simd, weight_width=4, act_width=4, acc_width=12, tag_width=4,
-                   dsp_lanes=dsp_lanes, pack_shift=pack_shift, row_operands=True)
+    # packed pairs are exact for products in [-2^(S-1), 2^(S-1)): 4-bit values up to 4
+    beats, rows = _random_groups(np.random.default_rng(5), pe, simd, 8, 3, 4, 4, rows=True)
     want, acc = [], np.zeros(pe, dtype=np.int64)
-    for k, (w, a, d, diag, first, last) in enumerate(beats):
+    for k, ((w, a, first, last), (d, diag)) in enumerate(zip(beats, rows)):
         w = np.asarray(w, dtype=np.int64).reshape(pe, simd)
         s = w @ np.asarray(a, dtype=np.int64)
         if diag:
             s += w[:, 0] * (np.asarray(d, dtype=np.int64) - a[0])
         acc = s if first else acc + s
         if last:
-            want.append(acc.tolist())
-    got = []
-
-    async def producer(ctx):
-        for k, (w, a, d, diag, first, last) in enumerate(beats):
-            await stream_put(ctx, dut.i, {"w": [int(v) for v in w], "a": [int(v) for v in a],
-                                          "d": [int(v) for v in d], "diag": diag,
-                                          "first": first, "last": last, "tag": k % 16})
-
-    async def consumer(ctx):
-        for _ in want:
-            p = await stream_get(ctx, dut.o)
-            got.append([int(p.acc[k]) for k in range(pe)])
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
-    assert got == want and any(b[3] for b in beats) and not all(b[3] for b in beats)
+            want.append((acc.tolist(), k % 16))
+    got = _run(pe, simd, 4, 4, 12, beats, dsp_lanes=dsp_lanes, pack_shift=pack_shift, rows=rows)
+    assert got == want and any(r[1] for r in rows) and not all(r[1] for r in rows)
