@@ -353,8 +353,6 @@ class Accelerator(wiring.Component):
         plan = self.plan
         stages, pe, cw, L = plan.stages, plan.pe, plan.cmp_width, max(plan.levels, 1)
         tag = tag_layout(plan)(acc.payload.tag)
-        never = (1 << (cw - 1)) - 1
-        lowest = -(1 << (cw - 1))
         act_stages = [s for s in stages if s.kind == "mac" and s.levels >= 1]
         images = {s.index: threshold_image(plan, s, prenegated=True) for s in act_stages}
         tbase, twords = {}, []
@@ -377,21 +375,18 @@ class Accelerator(wiring.Component):
         has_act = Array(Const(s.kind == "mac" and s.levels >= 1, 1) for s in stages)[tag.stage]
         m.d.comb += [thr.i.valid.eq(acc.valid & has_act), thr.i.payload.acc.eq(acc.payload.acc),
                      thr.i.payload.tag.eq(acc.payload.tag)]
+        # one layout for every stage (hw.images.threshold_image): the slots go straight to the
+        # comparators; only the offset and step are the stage's
+        if act_stages:
+            d, lane_bits = t_rd.data, 1 + L * cw
+            for k in range(pe):
+                base = k * lane_bits
+                m.d.comb += thr.i.payload.neg[k].eq(d[base])
+                for j in range(L):
+                    m.d.comb += thr.i.payload.thr[k][j].eq(
+                        d[base + 1 + j * cw:base + 1 + (j + 1) * cw].as_signed())
         with m.Switch(tag.stage):
             for s in act_stages:
                 with m.Case(s.index):
-                    d, lane_bits = t_rd.data, 1 + s.levels * cw
                     m.d.comb += [thr.i.payload.offset.eq(s.offset),
                                  thr.i.payload.step.eq(s.step)]
-                    for k in range(pe):
-                        base = k * lane_bits
-                        m.d.comb += thr.i.payload.neg[k].eq(d[base])
-                        for j in range(L):
-                            # unused slots: a comparison that never counts, in either direction
-                            m.d.comb += thr.i.payload.thr[k][j].eq(
-                                d[base + 1 + j * cw:base + 1 + (j + 1) * cw].as_signed()
-                                if j < s.levels else Mux(d[base], lowest, never))
-            with m.Default():
-                for k in range(pe):
-                    for j in range(L):
-                        m.d.comb += thr.i.payload.thr[k][j].eq(never)

@@ -102,14 +102,28 @@ def _lane_word(t_row, d, cmp_width):
 
 def threshold_image(plan: Plan, stage: Stage, *, prenegated: bool = False
                     ) -> tuple[int, list[int]]:
-    """(bits per word, words) of ``stage``'s threshold ROM (``stage.levels >= 1``)."""
+    """(bits per word, words) of ``stage``'s threshold ROM (``stage.levels >= 1``).
+
+    Every stage's word has the plan's layout: ``plan.pe`` lanes of ``1 + plan.levels * cw``
+    bits (the direction bit, then the slots). A stage with fewer levels fills its spare slots
+    with a threshold no comparison counts (the largest value; with ``prenegated``, the
+    smallest on a negative lane, whose comparison is inverted). So slot ``j`` of lane ``k``
+    sits at one place for every stage and the accelerator wires it straight to comparator
+    ``(k, j)``: a per-stage layout would put a multiplexer in front of every comparator bit,
+    which on a network mixing 4- and 6-bit activations costs more logic than the comparators.
+    """
     act = stage.layer.activation
-    pe, L, cw = plan.pe, stage.levels, plan.cmp_width
+    pe, L, cw = plan.pe, plan.levels, plan.cmp_width
     ng = stage.loops[0]
     m = max(-stage.acc_bound[0], stage.acc_bound[1])
     t, d = _threshold_lanes(act.values, act.direction, stage.layer.out_channels, cw, m)
     if prenegated:
         t = np.where(d[:, None] < 0, 1 - t, t)
+    never, lowest = (1 << (cw - 1)) - 1, -(1 << (cw - 1))
+    spare = L - t.shape[1]
+    if spare:
+        fill = np.where((d < 0) & prenegated, lowest, never)[:, None]
+        t = np.concatenate([t, np.repeat(fill, spare, axis=1)], axis=1)
     lane_bits = 1 + L * cw
     words = []
     for g in range(ng):

@@ -80,3 +80,39 @@ def test_prenegated_thresholds():
         pre.append((acc, thr_p, neg, -1, 1))
     dut_out = _run(lanes, levels, accw, cw, 4, pre, prenegated=True)
     assert dut_out == [_ref(*b) for b in beats]
+
+
+def test_threshold_images_share_one_layout_across_levels():
+    """A network mixing activation widths (here 6 and 3 levels): every stage's threshold word has
+    the plan's layout, so slot j of lane k is one ROM slice for every stage, and reading any
+    stage's word as the unit does (prenegated) counts what golden's thresholds count; the
+    spare slots of the narrower stage never count, in either direction."""
+    from thresher.hw.images import threshold_image
+    from thresher.hw.plan import Plan
+    from thresher.model_tools.netgen import random_network
+    net = random_network(0, (8, 6, 6), (("conv", 8, 3, 2, 1), ("conv", 8, 3, 1, 1), ("dense", 5)))
+    plan = Plan(net, 4, 8)
+    stages = [s for s in plan.stages if s.kind == "mac" and s.levels >= 1]
+    assert len({s.levels for s in stages}) > 1
+    cw, L, pe = plan.cmp_width, plan.levels, plan.pe
+    lane_bits = 1 + L * cw
+    rng = np.random.default_rng(0)
+    for s in stages:
+        width, words = threshold_image(plan, s, prenegated=True)
+        assert width == pe * lane_bits
+        act = s.layer.activation
+        values = np.broadcast_to(act.values, (s.layer.out_channels, s.levels))
+        direction = np.broadcast_to(act.direction, (s.layer.out_channels,))
+        lo, hi = s.acc_bound
+        for g, word in enumerate(words):
+            for k in range(pe):
+                c = min(g * pe + k, s.layer.out_channels - 1)
+                lane = word >> (k * lane_bits) & ((1 << lane_bits) - 1)
+                neg = lane & 1
+                assert neg == (direction[c] < 0)
+                slots = [(lane >> (1 + j * cw)) & ((1 << cw) - 1) for j in range(L)]
+                slots = [v - (1 << cw) if v >> (cw - 1) else v for v in slots]
+                for acc in [int(a) for a in rng.integers(lo, hi + 1, 50)] + [lo, hi]:
+                    unit = sum((acc >= t) ^ neg for t in slots)
+                    want = int((int(direction[c]) * acc >= values[c].astype(np.int64)).sum())
+                    assert unit == want, (s.index, g, k, acc)
