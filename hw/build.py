@@ -37,7 +37,7 @@ from ..model_tools.ir import IntegerNetwork
 from .board.frame import network_hash
 from .board.platforms import BOARDS, board_spec, make_platform
 from .board.top import BoardTop
-from .board.uart import check_baud
+from .board.uart import DEFAULT_BAUD, check_baud
 from .flow import Flow, ToolFailed
 from .devices import BRAM_MIN_DEPTH
 from .resources import array_candidates
@@ -162,18 +162,23 @@ def read_build_report(out_dir) -> dict:
 def built_configuration(out_dir) -> dict:
     """The accelerator :func:`build` put in ``out_dir``, read back from its ``report.json``:
     ``board``, ``pe``, ``simd``, ``dsp_lanes`` (the board's hard multipliers, as the build gives
-    them to the accelerator), ``network_hash`` (int). A simulation built from these is the
-    hardware of the bitstream (``thresher run --engine rtl --build DIR``). Raises
-    :class:`ThresherError` for a directory without a readable report of an accelerator build."""
+    them to the accelerator), ``network_hash`` (int), ``clock_hz`` (the design's clock) and
+    ``baud`` (the UART's rate; 115,200 for builds that record none). A simulation built from
+    these is the hardware of the bitstream (``thresher run --engine rtl --build DIR``; with
+    ``--engine board --port verilator`` the UART bridge too, :func:`sim.host.simulated_board`).
+    Raises :class:`ThresherError` for a directory without a readable report of an accelerator
+    build."""
     r = read_build_report(out_dir)
     try:
         board, pe, simd = r["board"], int(r["pe"]), int(r["simd"])
         nhash = int(str(r["network_hash"]), 0)
+        clock_hz = float(r.get("clock_hz") or float(r["clock_mhz"]) * 1e6)
+        baud = int(r.get("baud") or DEFAULT_BAUD)
     except (ValueError, KeyError, TypeError) as e:
         raise ThresherError(f"{Path(out_dir) / 'report.json'}: not the report of an "
                             f"accelerator build ({e})") from None
     return {"board": board, "pe": pe, "simd": simd, "dsp_lanes": board_spec(board).multipliers,
-            "network_hash": nhash}
+            "network_hash": nhash, "clock_hz": clock_hz, "baud": baud}
 
 
 def _ready_core(core) -> _Design:
@@ -461,6 +466,7 @@ def _report(built: dict, design: _Design, board: str, target: float, attempts: l
     cycles = design.cycles
     return {
         "board": board, "device": spec.device, "clock_mhz": round(clock, 4),
+        "clock_hz": top.clock_hz,
         "target_clock_mhz": target,
         "pll": None if top.pll is None else {"fin_mhz": top.pll.fin_mhz,
                                              "fout_mhz": top.pll.fout_mhz},

@@ -42,11 +42,12 @@ def _input_mode(x: np.ndarray, input_range) -> str:
 
 def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd: int = 8,
                trace=None, input_range=(0, 255), port=None, baud=None,
-               dsp_lanes=None) -> EngineResult:
+               dsp_lanes=None, built=None) -> EngineResult:
     """Run the raw input batch ``x`` on ``engine``; see the module docstring. The board engine
-    talks to ``port`` at ``baud`` (the build's rate, :func:`sim.transport.board_baud`); the
-    simulators build ``Accelerator(pe, simd, dsp_lanes)`` (a build's: see
-    :func:`hw.build.built_configuration`)."""
+    talks to ``port`` at ``baud`` (the build's rate, :func:`sim.transport.board_baud`), or to a
+    simulated board (``port`` ``"sim"`` / ``"verilator"``), the design of the build ``built``
+    describes when given; the simulators build ``Accelerator(pe, simd, dsp_lanes)`` (a build's:
+    see :func:`hw.build.built_configuration`)."""
     if engine not in ENGINES:
         raise ThresherError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
     if engine == "golden":
@@ -64,7 +65,8 @@ def run_engine(net, x: np.ndarray, engine: str = "golden", *, pe: int = 8, simd:
             raise ThresherError(f"the board takes raw integer inputs in {input_range[0]}.."
                                 f"{input_range[1]} (like 8-bit pixels)")
         from .host import run_board
-        ints, cycles = run_board(net, x.astype(np.int64), port, return_cycles=True, baud=baud)
+        ints, cycles = run_board(net, x.astype(np.int64), port, return_cycles=True, baud=baud,
+                                 built=built)
         return EngineResult(golden.finish(net, ints), np.asarray(ints), f"board ({port})",
                             np.asarray(cycles))
     if engine == "rtl":

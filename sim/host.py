@@ -33,38 +33,59 @@ class BoardError(ThresherError):
 
 
 def simulated_board(network, *, pe: int = 4, simd: int = 4, divisor: int = 4,
-                    input_range=(0, 255), core=None, engine: str = "pysim") -> Transport:
+                    input_range=(0, 255), core=None, engine: str = "pysim",
+                    built: dict | None = None) -> Transport:
     """A whole board in Amaranth's simulator: ``hw.Accelerator(network, pe, simd)`` (or ``core``)
     behind :class:`hw.board.top.UartBridge` at ``divisor`` clocks per bit, as a transport.
     ``engine="verilator"``: the same design built with Verilator
-    (:class:`sim.verilator_uart.VerilatorUartTransport`), much faster."""
+    (:class:`sim.verilator_uart.VerilatorUartTransport`), much faster.
+
+    ``built``: a build's configuration (:func:`hw.build.built_configuration`); then the design is
+    the build's, as :class:`hw.board.top.BoardTop` puts it on the board (the accelerator at the
+    build's array and hard-multiplier lanes, the bridge at its clock and UART divisor, its
+    ``INFO`` and inter-byte timeout: :func:`hw.board.top.board_bridge`), not a fast stand-in;
+    ``pe``, ``simd``, ``divisor`` and ``core`` are then not given."""
     if engine not in ("pysim", "verilator"):
         raise ThresherError(f"engine must be 'pysim' or 'verilator', not {engine!r}")
-    from ..hw.board.top import UartBridge, core_info
-    if core is None:
-        from ..hw.accelerator import Accelerator
-        core = Accelerator(network, pe=pe, simd=simd, input_range=input_range)
-    info = core_info(core, n_in=core.n_in, n_out=core.n_out, clock_hz=1e6,
-                     network_hash=frame.network_hash(network), pe=pe, simd=simd,
-                     input_range=input_range)
-    bridge = UartBridge(core, info, divisor=divisor, timeout_cycles=100 * divisor * 10)
+    from ..hw.board.top import UartBridge, board_bridge, core_info
+    from ..hw.accelerator import Accelerator
+    clk_hz, baud = 1e6, None
+    if built is not None:
+        from ..hw.board.uart import baud_divisor
+        pe, simd, clk_hz, baud = built["pe"], built["simd"], built["clock_hz"], built["baud"]
+        divisor = baud_divisor(clk_hz, baud)
+        core = Accelerator(network, pe=pe, simd=simd, input_range=input_range,
+                           dsp_lanes=built["dsp_lanes"])
+        bridge = board_bridge(core, clock_hz=clk_hz, divisor=divisor, n_in=core.n_in,
+                              n_out=core.n_out, network_hash=frame.network_hash(network),
+                              pe=pe, simd=simd)
+    else:
+        if core is None:
+            core = Accelerator(network, pe=pe, simd=simd, input_range=input_range)
+        info = core_info(core, n_in=core.n_in, n_out=core.n_out, clock_hz=clk_hz,
+                         network_hash=frame.network_hash(network), pe=pe, simd=simd,
+                         input_range=input_range)
+        bridge = UartBridge(core, info, divisor=divisor, timeout_cycles=100 * divisor * 10)
     if engine == "verilator":
         from .verilator_uart import VerilatorUartTransport
         return VerilatorUartTransport(bridge, divisor=divisor)
-    return SimulatedTransport(bridge, divisor=divisor)
+    return SimulatedTransport(bridge, divisor=divisor, clk_hz=clk_hz, baud=baud)
 
 
-def open_transport(port, network=None, baud: int | None = None) -> Transport:
+def open_transport(port, network=None, baud: int | None = None,
+                   built: dict | None = None) -> Transport:
     """A :class:`Transport` for ``port``: one already (returned as is), ``"sim"`` (a simulated
-    board for ``network``, see :func:`simulated_board`), ``"verilator"`` (the same board under
-    Verilator), or a serial port name, opened at ``baud`` (None: 115,200, the rate of builds
-    that do not record one; see :func:`sim.transport.board_baud`)."""
+    board for ``network``, see :func:`simulated_board`; the build's design with ``built``),
+    ``"verilator"`` (the same board under Verilator), or a serial port name, opened at ``baud``
+    (None: 115,200, the rate of builds that do not record one; see
+    :func:`sim.transport.board_baud`)."""
     if isinstance(port, Transport):
         return port
     if port in ("sim", "verilator"):
         if network is None:
             raise ThresherError(f"port {port!r} needs the network to simulate")
-        return simulated_board(network, engine="pysim" if port == "sim" else "verilator")
+        return simulated_board(network, engine="pysim" if port == "sim" else "verilator",
+                               built=built)
     if isinstance(port, str):
         return SerialTransport(port, board_baud(None, baud))
     raise ThresherError(f"port must be a serial port name or a Transport, not {port!r}")
@@ -153,7 +174,7 @@ class Board:
 
 
 def run_board(network, x, port, *, timeout: float = 5.0, return_cycles: bool = False,
-              check_hash: bool = True, baud: int | None = None):
+              check_hash: bool = True, baud: int | None = None, built: dict | None = None):
     """:func:`model_tools.golden.run_integer` on a board: raw input batch ``x`` (B, *input_shape)
     -> the last stage's integers (B, *network.last_shape), one ``INFER`` per sample.
 
@@ -161,14 +182,15 @@ def run_board(network, x, port, *, timeout: float = 5.0, return_cycles: bool = F
     slow, for trying the protocol without a board) or a :class:`Transport`; a serial port is
     opened at ``baud`` (the build's, :func:`sim.transport.board_baud`). With ``check_hash`` the
     board must run ``network`` (its ``INFO`` hash is compared with
-    :func:`hw.board.frame.network_hash`).
+    :func:`hw.board.frame.network_hash`). ``built`` (a build's configuration,
+    :func:`hw.build.built_configuration`): a simulated port simulates that build's design.
     With ``return_cycles`` the result is ``(outputs, cycles)``, cycles (B,) per inference.
     """
     from .run import host_input
     from ..model_tools.golden import check_input
     raw = host_input(network, check_input(network, x))   # the same checks as the RTL engines
     own = isinstance(port, str)
-    transport = open_transport(port, network, baud)
+    transport = open_transport(port, network, baud, built)
     try:
         board = Board(transport, timeout=timeout)
         info = board.info()

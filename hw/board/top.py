@@ -21,7 +21,7 @@ from .pll import ecp5_pll, ice40_pll, pll_instance
 from .protocol import ProtocolEngine
 from .uart import DEFAULT_BAUD, UARTRx, UARTTx, baud_divisor, check_baud, fastest_baud
 
-__all__ = ["UartBridge", "BoardTop", "core_info", "uart_baud", "DEFAULT_BAUD"]
+__all__ = ["UartBridge", "BoardTop", "board_bridge", "core_info", "uart_baud", "DEFAULT_BAUD"]
 
 
 def uart_baud(clock_hz: float, max_baud: int, baud: int | None = None) -> tuple[int, int]:
@@ -149,6 +149,18 @@ def _request_leds(platform, n):
     return leds
 
 
+def board_bridge(core, *, clock_hz, divisor, n_in, n_out, network_hash=0, pe=1, simd=1,
+                 timeout_s=0.05) -> UartBridge:
+    """The :class:`UartBridge` that :class:`BoardTop` puts on a board running at ``clock_hz``
+    with ``divisor`` clock cycles per UART bit: its ``INFO`` reply (:func:`core_info`, the input
+    in the core port's own width) and an inter-byte timeout of ``timeout_s``. Simulating a build
+    (``thresher run --engine board --port verilator --build DIR``) builds the same bridge."""
+    info = core_info(core, n_in=n_in, n_out=n_out, clock_hz=clock_hz, network_hash=network_hash,
+                     pe=pe, simd=simd)
+    return UartBridge(core, info, divisor=divisor,
+                      timeout_cycles=max(2, int(timeout_s * clock_hz)))
+
+
 class BoardTop(Elaboratable):
     """A core on a board: the UART resource, LEDs (busy, done, error) and the clock.
 
@@ -206,10 +218,10 @@ class BoardTop(Elaboratable):
             spec = spec_of_platform(platform)
             max_baud = spec.uart_max_baud if spec is not None else DEFAULT_BAUD
         self.baud, self.divisor = uart_baud(self.clock_hz, max_baud, baud)
-        self.info = core_info(core, n_in=n_in, n_out=n_out, clock_hz=self.clock_hz,
-                              network_hash=network_hash, pe=pe, simd=simd)
-        self.bridge = UartBridge(core, self.info, divisor=self.divisor,
-                                 timeout_cycles=max(2, int(timeout_s * self.clock_hz)))
+        self.bridge = board_bridge(core, clock_hz=self.clock_hz, divisor=self.divisor,
+                                   n_in=n_in, n_out=n_out, network_hash=network_hash, pe=pe,
+                                   simd=simd, timeout_s=timeout_s)
+        self.info = self.bridge.info
 
     def _pll_domain(self, m, platform):
         clk_out, locked = Signal(name="pll_clk"), Signal(name="pll_locked")

@@ -128,8 +128,13 @@ def cmd_run(args) -> int:
     x = load_array(args.input)
     if (args.engine == "board") != (args.port is not None):
         raise ThresherError("--engine board needs --port, and --port needs --engine board")
-    baud, dsp_lanes = None, None
-    if args.engine == "board":
+    baud, dsp_lanes, built = None, None, None
+    if args.engine == "board" and args.port in ("sim", "verilator") and args.build is not None:
+        if args.baud is not None:
+            raise ThresherError("--baud: a simulated board with --build runs at the build's rate;"
+                                " leave --baud out")
+        built = _built_configuration(args, net)        # simulate that build's board
+    elif args.engine == "board":
         from ..transport import board_baud
         baud = board_baud(args.build, args.baud)
     elif args.baud is not None:
@@ -141,7 +146,7 @@ def cmd_run(args) -> int:
         args.pe, args.simd, dsp_lanes = _built_array(args, net)
     args.pe, args.simd = args.pe or 8, args.simd or 8
     result = run_engine(net, x, args.engine, pe=args.pe, simd=args.simd, trace=args.trace,
-                        port=args.port, baud=baud, dsp_lanes=dsp_lanes)
+                        port=args.port, baud=baud, dsp_lanes=dsp_lanes, built=built)
     for note in result.notes:
         print(f"thresher: note: {note}", file=sys.stderr)
     save_array(out, result.outputs)
@@ -158,6 +163,13 @@ def cmd_run(args) -> int:
 def _built_array(args, net) -> tuple[int, int, int]:
     """``(pe, simd, dsp_lanes)`` of the accelerator in the build directory ``args.build``, checked
     against the model (the network hash the build recorded) and any --pe / --simd given."""
+    built = _built_configuration(args, net)
+    return built["pe"], built["simd"], built["dsp_lanes"]
+
+
+def _built_configuration(args, net) -> dict:
+    """:func:`hw.build.built_configuration` of ``args.build``, checked against the model (the
+    network hash the build recorded) and any --pe / --simd given."""
     from ...hw.board.frame import network_hash
     from ...hw.build import built_configuration
     built = built_configuration(args.build)
@@ -170,7 +182,7 @@ def _built_array(args, net) -> tuple[int, int, int]:
         if given is not None and given != built[name]:
             raise ThresherError(f"--{name} {given}: the build in {args.build} has "
                                 f"{name.upper()}={built[name]}; leave --{name} out")
-    return built["pe"], built["simd"], built["dsp_lanes"]
+    return built
 
 
 def cmd_build(args) -> int:
@@ -474,10 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--simd", type=_power_of_two, help="inputs per output per cycle (default 8, "
                    "or the build's with --build)")
     r.add_argument("--trace", metavar="FILE.vcd", help="dump the waveform of the first input")
-    r.add_argument("--port", help="--engine board: the board's serial port (e.g. /dev/ttyUSB1)")
+    r.add_argument("--port", help="--engine board: the board's serial port (e.g. /dev/ttyUSB1),"
+                   " or 'verilator' / 'sim' for a board simulated in Verilator / Amaranth")
     r.add_argument("--build", metavar="DIR", help="the directory 'thresher build' wrote: "
                    "--engine rtl / pysim simulate exactly its accelerator (array, DSP lanes), "
-                   "--engine board talks to it at the UART rate its report.json records")
+                   "--engine board talks to it at the UART rate its report.json records, and "
+                   "--port verilator / sim simulates its whole UART bridge (clock, divisor)")
     r.add_argument("--baud", type=_baud, metavar="N", help="--engine board without --build: the "
                    "UART's rate (default 115200, the rate of builds that do not record one)")
     _input_type_option(r)

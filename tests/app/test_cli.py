@@ -203,10 +203,18 @@ def test_demo_runs_end_to_end_and_its_bitstream_programs_dry(tmp_path, capsys):
     assert f"{built['cycles_per_inference']:,} cycles per inference" in out
     assert run_cli(capsys, *run, "-o", tmp_path / "g.npy")[0] == 0
     assert np.array_equal(np.load(tmp_path / "r.npy"), np.load(tmp_path / "g.npy"))
+    # --engine board --port verilator --build: the build's whole UART bridge (its clock, UART
+    # divisor, INFO and timeout) under Verilator, the frames on the simulated wire
+    code, out, _ = run_cli(capsys, *run, "--engine", "board", "--port", "verilator", "--build",
+                           build, "-o", tmp_path / "v.npy")
+    assert code == 0 and f"{built['cycles_per_inference']:,} cycles per inference" in out
+    assert np.array_equal(np.load(tmp_path / "v.npy"), np.load(tmp_path / "g.npy"))
     for argv, words in (((*run, "--engine", "rtl", "--build", build, "--pe", "64"), "--pe 64"),
                         (("run", "tfc", tmp_path / "x.npy", "--engine", "rtl", "--build", build),
                          "another network"),
-                        ((*run, "--build", build), "hardware engines")):
+                        ((*run, "--build", build), "hardware engines"),
+                        ((*run, "--engine", "board", "--port", "verilator", "--build", build,
+                          "--baud", "115200"), "build's rate")):
         code, _, err = run_cli(capsys, *argv, "-o", tmp_path / "bad.npy")
         assert code == 2 and words in err and err.count("\n") == 1, argv
     assert not (tmp_path / "bad.npy").exists()
