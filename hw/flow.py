@@ -46,13 +46,16 @@ _OVER_USE = re.compile(r"Unable to place cell|no BELs remaining|Failed to expand
 
 
 class ToolFailed(Exception):
-    """One tool of the flow exited non-zero. ``over_use`` says the design did not fit the device
+    """One tool of the flow exited non-zero, or ran past its time budget (``timed_out``).
+    ``over_use`` says the design did not fit the device, or could not be routed in the budget
     (then a smaller design may build; anything else is a real failure)."""
 
-    def __init__(self, tool: str, returncode: int, message: str, log_tail: str):
+    def __init__(self, tool: str, returncode: int, message: str, log_tail: str, *,
+                 timed_out: bool = False):
         super().__init__(f"{tool} exit {returncode}: {message}")
         self.tool, self.returncode, self.message, self.log_tail = tool, returncode, message, log_tail
-        self.over_use = bool(_OVER_USE.search(message))
+        self.timed_out = timed_out
+        self.over_use = timed_out or bool(_OVER_USE.search(message))
 
 
 def tool_path(name: str) -> str:
@@ -97,15 +100,23 @@ class Flow:
         self.commands = [c for c in commands if c[0] not in _SKIPPED_TOOLS]
         self.synth, self.pnr, *self.pack = self.commands
 
-    def _run(self, args: list[str], label: str, log: str | None) -> None:
+    def _run(self, args: list[str], label: str, log: str | None,
+             timeout: float | None = None) -> None:
+        path = self.out_dir / log if log else None
+
+        def tail():
+            return path.read_text(errors="replace")[-4000:] if path and path.exists() else ""
+
         with progress.step(f"{label} for {self.board}"):
-            r = subprocess.run([tool_path(args[0]), *args[1:]], cwd=self.out_dir,
-                               capture_output=True, text=True)
+            try:
+                r = subprocess.run([tool_path(args[0]), *args[1:]], cwd=self.out_dir,
+                                   capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:       # the tool is killed
+                raise ToolFailed(args[0], -1, f"{label} did not finish in {timeout:g} s",
+                                 tail(), timed_out=True) from None
         if r.returncode != 0:
-            path = self.out_dir / log if log else None
-            tail = path.read_text(errors="replace")[-4000:] if path and path.exists() else ""
-            raise ToolFailed(args[0], r.returncode, _first_error(r.stderr + r.stdout + tail),
-                             r.stderr[-4000:] + tail)
+            raise ToolFailed(args[0], r.returncode, _first_error(r.stderr + r.stdout + tail()),
+                             r.stderr[-4000:] + tail())
 
     def synthesize(self) -> dict[str, int]:
         """Run yosys; return its cell counts (``SB_LUT4``, ``SB_RAM40_4K``, ``DP16KD`` ...)."""
@@ -122,10 +133,12 @@ class Flow:
         self._run(args, "packing check (nextpnr --pack-only)", "top.pack.log")
         return read_utilization(self.out_dir / "top.pack.log")
 
-    def place_and_route(self) -> dict:
-        """Place and route; return nextpnr's report (Fmax per clock, utilisation)."""
+    def place_and_route(self, timeout: float | None = None) -> dict:
+        """Place and route; return nextpnr's report (Fmax per clock, utilisation). nextpnr is
+        stopped after ``timeout`` seconds (:class:`ToolFailed` with ``timed_out``): on a
+        congested design its router can run for hours without converging."""
         (self.out_dir / "top.report.json").unlink(missing_ok=True)
-        self._run(self.pnr, _STEP.get(self.pnr[0], self.pnr[0]), "top.tim")
+        self._run(self.pnr, _STEP.get(self.pnr[0], self.pnr[0]), "top.tim", timeout)
         return read_report(self.out_dir / "top.report.json")
 
     def write_bitstream(self) -> None:

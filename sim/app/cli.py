@@ -195,6 +195,8 @@ def cmd_build(args) -> int:
     if args.clock is not None and not 1 <= args.clock <= 400:
         raise ThresherError(f"--clock {args.clock}: give a frequency in MHz between 1 and 400")
     options = dict(pe=args.pe, simd=args.simd, clock_mhz=args.clock)
+    if args.route_minutes is not None:
+        options["route_timeout_s"] = 60 * args.route_minutes
     if args.baud is not None:
         options["baud"] = args.baud
     if args.explore is not None:
@@ -397,6 +399,16 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, not {text}")
+    return value
+
+
 def _baud(text: str) -> int:
     from ...hw.board.uart import check_baud
     try:
@@ -507,6 +519,9 @@ def build_parser() -> argparse.ArgumentParser:
     bl.add_argument("--baud", type=_baud, metavar="N", help="the UART's rate (default: the "
                     "fastest standard rate, up to 3 Mbaud, that the board's USB-UART bridge and "
                     "the clock built at allow; see 'thresher boards')")
+    bl.add_argument("--route-minutes", type=_positive_float, metavar="MIN", help="how long place "
+                    "and route may take before the build steps down to a smaller array (default "
+                    "30)")
     bl.add_argument("--explore", metavar="SWEEP", help="build the fastest point that 'thresher "
                     "explore -o SWEEP' built and that met its clock (array, clock, nextpnr seed)")
     _input_type_option(bl)

@@ -218,6 +218,12 @@ def test_demo_runs_end_to_end_and_its_bitstream_programs_dry(tmp_path, capsys):
         code, _, err = run_cli(capsys, *argv, "-o", tmp_path / "bad.npy")
         assert code == 2 and words in err and err.count("\n") == 1, argv
     assert not (tmp_path / "bad.npy").exists()
+    # place and route past its time budget: nextpnr is stopped, and the failure is one a build
+    # steps down from (the real tool on the real netlist, given a second)
+    from thresher.hw.flow import Flow, ToolFailed
+    with pytest.raises(ToolFailed, match="did not finish in 1 s") as failed:
+        Flow(build, "icebreaker").place_and_route(timeout=1)
+    assert failed.value.timed_out and failed.value.over_use
 
 
 def test_boards_lists_every_board(capsys):
