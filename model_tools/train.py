@@ -28,7 +28,7 @@ import numpy as np
 
 from .errors import ThresherError
 
-__all__ = ["DATASETS", "digits_split", "train"]
+__all__ = ["DATASETS", "digits_split", "export_bnn_pynq", "train"]
 
 DATASETS = ("digits",)
 INPUT_SHAPE = (1, 1, 8, 8)
@@ -222,8 +222,9 @@ def accuracy(model, x, y) -> float:
     return float(np.mean(predicted == np.asarray(y)))
 
 
-def export(model, path) -> Path:
-    """Export ``model`` with ``export_qonnx`` (batch 1, raw 0..255 input), then qonnx ``cleanup_model``."""
+def export(model, path, input_shape=INPUT_SHAPE) -> Path:
+    """Export ``model`` with ``export_qonnx`` (an input of ``input_shape``, batch 1), then qonnx
+    ``cleanup_model``."""
     import torch
     from brevitas.export import export_qonnx
     from qonnx.core.modelwrapper import ModelWrapper
@@ -237,9 +238,32 @@ def export(model, path) -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         raw = str(Path(scratch) / "export.onnx")
         with torch.no_grad():
-            export_qonnx(model, torch.zeros(INPUT_SHAPE), export_path=raw, verbose=False)
+            export_qonnx(model, torch.zeros(input_shape), export_path=raw, verbose=False)
         cleanup_model(ModelWrapper(raw)).save(str(path))
     return path
+
+
+#: the input of each dataset of Brevitas' ``brevitas_examples.bnn_pynq`` networks (batch 1)
+BNN_PYNQ_INPUTS = {"CIFAR10": (1, 3, 32, 32), "MNIST": (1, 1, 28, 28)}
+
+
+def export_bnn_pynq(name: str, path, seed: int = 0) -> Path:
+    """FINN's BNN-PYNQ network ``name`` (``cnv_1w1a``, ``cnv_2w2a``, ``lfc_1w1a``, ``tfc_2w2a``
+    ...) as Brevitas defines it (``brevitas_examples.bnn_pynq``), with random weights (torch's
+    ``seed``; nothing is downloaded), exported to ``path`` as QONNX (:func:`export`)."""
+    try:
+        import torch
+        from brevitas_examples.bnn_pynq.models import model_with_cfg
+    except ImportError as e:
+        raise ThresherError(f"FINN's BNN-PYNQ networks need torch and brevitas ({e.name} is "
+                            f"missing): pip install 'thresher[train]'") from None
+    torch.manual_seed(seed)
+    try:
+        model, cfg = model_with_cfg(name, pretrained=False)
+    except AssertionError:             # Brevitas asserts its cfg/<name>.ini exists
+        raise ThresherError(f"{name!r} is no brevitas_examples.bnn_pynq network (cnv_1w1a, "
+                            f"cnv_2w2a, lfc_1w1a, tfc_2w2a, ...)") from None
+    return export(model, path, BNN_PYNQ_INPUTS[cfg.get("MODEL", "dataset")])
 
 
 def train(dataset: str = "digits", wbits: int = 4, abits: int = 2, epochs: int = 40, seed: int = 0,

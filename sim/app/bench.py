@@ -21,8 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["CALIBRATION_POINTS", "TARGET_MHZ", "bench_all", "bench_resources", "calibrate", "fit",
-           "format_bench", "format_resources", "measure_resources"]
+__all__ = ["CALIBRATION_POINTS", "FINN_BNN_PYNQ", "TARGET_MHZ", "bench_all", "bench_finn",
+           "bench_resources", "calibrate", "fit", "format_bench", "format_finn", "format_resources",
+           "measure_resources"]
 
 #: builds ask nextpnr for these clocks (the issue's Fmax goals), so that Fmax is measured under a
 #: real timing target rather than the slow oscillator's
@@ -92,6 +93,70 @@ def format_bench(rows: list[dict]) -> str:
                       f"{r['build_s']:.0f}", f"{r['fmax_mhz']} ({r['clock_mhz']:g})", used))
     widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
     fmt = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join(["| " + fmt(head) + " |", "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+                     + ["| " + fmt(l) + " |" for l in lines])
+
+
+# -- FINN's BNN-PYNQ networks against FINN's published throughput ---------------------------------
+
+#: BNN-PYNQ's throughput on the Pynq-Z1 (Zynq-7020, 53 k LUTs), images/s (docs/anchors.md)
+FINN_BNN_PYNQ = {"cnv_1w1a": 9150, "cnv_2w2a": 2580}
+
+
+def bench_finn(out_dir: Path, board: str = "ulx3s-85f", say=print) -> list[dict]:
+    """FINN's CIFAR-10 CNV_1W1A and CNV_2W2A (Brevitas' ``brevitas_examples.bnn_pynq``
+    definitions, random weights: :func:`model_tools.train.export_bnn_pynq`) built for ``board``
+    with default options, as a user would; one row each: the array and clock the build picked,
+    cycles against the MAC bound, Fmax, the accelerator's inferences/s, and BNN-PYNQ's figure
+    beside it. A network that gets no bitstream has a row saying why (``refused``)."""
+    from ...hw.board.platforms import board_spec
+    from ...hw.build import build
+    from ...model_tools.errors import ThresherError
+    from ...model_tools.load import load_network
+    from ...model_tools.train import export_bnn_pynq
+
+    board_spec(board)                      # an unknown board: refused before minutes of work
+    out_dir = Path(out_dir)
+    rows = []
+    for name, finn in FINN_BNN_PYNQ.items():
+        say(f"{name}: Brevitas' definition with random weights, exported ...")
+        net = load_network(export_bnn_pynq(name, out_dir / f"{name}.onnx"))
+        row = {"network": name, "board": board, "macs": net.macs, "finn_images_per_s": finn}
+        say(f"{name}: building for {board} ...")
+        try:
+            r = build(net, board, out_dir / f"{name}-{board}")
+        except ThresherError as e:
+            rows.append({**row, "refused": str(e)})
+            continue
+        rows.append({**row, "pe": r["pe"], "simd": r["simd"], "clock_mhz": r["clock_mhz"],
+                     "fmax_mhz": r["fmax_mhz"], "cycles": r["cycles_per_inference"],
+                     "mac_bound": r["mac_bound_cycles"],
+                     "images_per_s": r["inferences_per_s"],
+                     "link_images_per_s": r["link_inferences_per_s"],
+                     "build_s": r["build_seconds"], "utilization": r["utilization"]})
+    return rows
+
+
+def format_finn(rows: list[dict]) -> str:
+    """The table of :func:`bench_finn`."""
+    head = ("network", "board", "PE x SIMD", "cycles (MAC bound)", "clock / Fmax MHz",
+            "images/s", "BNN-PYNQ (Pynq-Z1)", "of BNN-PYNQ", "build s")
+    lines = []
+    for r in rows:
+        finn = f"{r['finn_images_per_s']:,}"
+        if "refused" in r:
+            lines.append((r["network"], r["board"], "no bitstream", r["refused"], "", "", finn,
+                          "", ""))
+            continue
+        lines.append((r["network"], r["board"], f"{r['pe']} x {r['simd']}",
+                      f"{r['cycles']:,} ({r['mac_bound']:,}, {r['cycles'] / r['mac_bound']:.2f}x)",
+                      f"{r['clock_mhz']:g} / {r['fmax_mhz']}", f"{r['images_per_s']:,}", finn,
+                      f"{r['images_per_s'] / r['finn_images_per_s']:.2%}", f"{r['build_s']:.0f}"))
+    widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
+
+    def fmt(cells):
+        return " | ".join(c.ljust(w) for c, w in zip(cells, widths))
+
     return "\n".join(["| " + fmt(head) + " |", "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
                      + ["| " + fmt(l) + " |" for l in lines])
 

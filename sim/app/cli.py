@@ -344,10 +344,16 @@ def cmd_bench(args) -> int:
         rows = bench_all(Path(args.out), _progress)
         print("\n" + format_bench(rows))
         return 0
+    if args.what == "finn":
+        from .bench import bench_finn, format_finn
+        rows = bench_finn(Path(args.out) / "finn", args.board or "ulx3s-85f")
+        print("\n" + format_finn(rows))
+        return 0
     if args.what == "resources":
         from .bench import bench_resources, format_resources
-        rows = bench_resources(args.board, args.n or 10, Path(args.out) / "resources")
-        print("\n" + format_resources(rows, args.board))
+        board = args.board or "icebreaker"
+        rows = bench_resources(board, args.n or 10, Path(args.out) / "resources")
+        print("\n" + format_resources(rows, board))
         return 0
     from ...model_tools.bench import bench_golden, mnist_like
     from ...model_tools.builtin import mnist4
@@ -568,10 +574,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_explore)
 
     b = sub.add_parser("bench", help="the benchmark table (golden vs qonnx, simulation, builds)")
-    b.add_argument("what", nargs="?", default="all", choices=("all", "golden", "resources"),
+    b.add_argument("what", nargs="?", default="all",
+                   choices=("all", "golden", "resources", "finn"),
                    help="all: the whole table (builds bitstreams, minutes); golden: golden vs "
                    "qonnx; resources: the resource estimate against synthesis and packing of "
-                   "-n small CNNs (a minute each)")
+                   "-n small CNNs (a minute each); finn: FINN's CNV_1W1A and CNV_2W2A (Brevitas' "
+                   "definitions, random weights; needs the train extra) built with default "
+                   "options, images/s beside BNN-PYNQ's published figures (minutes)")
     b.add_argument("--out", default="thresher-bench", metavar="DIR", help="where builds go")
     b.add_argument("--model", default="tfc", help="golden: the QONNX model (default: the built-in "
                    "tfc, FINN's TFC_2W2A)")
@@ -579,8 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("-n", type=_positive, default=None, help="golden: number of generated inputs "
                    "(default 1,000); resources: number of networks, small_cnn(0 .. n-1) "
                    "(default 10)")
-    b.add_argument("--board", default="icebreaker", help="resources: the board (default "
-                   "icebreaker)")
+    b.add_argument("--board", default=None, help="resources: the board (default icebreaker);"
+                   " finn: the board (default ulx3s-85f)")
     b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="the main job on the default model")
