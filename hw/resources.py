@@ -35,6 +35,7 @@ from .plan import Plan, lower_layer
 __all__ = [
     "LOGIC_MARGIN",
     "LOGIC_MODEL",
+    "MAX_LOGIC_THRESHOLD_BITS",
     "array_candidates",
     "choose_parallelism",
     "estimate_memories",
@@ -267,6 +268,26 @@ def estimate_resources(network, pe: int, simd: int, board: str, *, input_range=(
     model (:data:`LOGIC_MODEL`, :func:`logic_features`): an estimate within the band measured in
     ``docs/architecture.md``, not a synthesis result.
     """
+    return _estimate(network, pe, simd, board, input_range)[0]
+
+
+#: The widest threshold ROM word a first try may hold in logic (bits). Wider, its LUT network
+#: (address bits driving thousands of LUTs, shared leaves feeding multiplexers across the whole
+#: ROM) did not route on the ECP5-85F: DS-CNN at 16 x 4 (6,016 bits, 32 % of the LUTs) and
+#: ResNet-8 at 16 x 4 and 8 x 8 (25,216 and 12,608 bits) were still far from routed after tens
+#: of minutes, while their 4 x 4 and 2 x 16 arrays, whose threshold words go to block RAM, routed
+#: in 3-7 minutes; the builds that routed with it in logic had words of at most ~600 bits.
+MAX_LOGIC_THRESHOLD_BITS = 2048
+
+
+def _threshold_rom_in_logic(memories) -> int:
+    """The width of the threshold ROM when it is in logic, else 0."""
+    return max([m.spec.width for m in memories
+                if m.name.endswith("core.trom") and m.style == "logic"], default=0)
+
+
+def _estimate(network, pe, simd, board, input_range):
+    """:func:`estimate_resources` and the mapped memories it counted."""
     spec = board_spec(board)
     plan = Plan(network, pe, simd, input_range)
     memories = accelerator_memories(network, pe, simd, board, input_range=input_range)
@@ -277,7 +298,7 @@ def estimate_resources(network, pe: int, simd: int, board: str, *, input_range=(
     return {spec.logic: {"used": round(_logic(features, spec.family)),
                          "available": res[spec.logic]},
             spec.bram: {"used": sum(m.brams for m in memories), "available": res[spec.bram]},
-            spec.dsp: {"used": int(dsp), "available": res[spec.dsp]}}
+            spec.dsp: {"used": int(dsp), "available": res[spec.dsp]}}, memories
 
 
 def estimate_memories(network, pe: int, simd: int, board: str, *,
@@ -352,14 +373,17 @@ def array_candidates(network, board: str, *, input_range=(0, 255),
                 continue
             try:
                 cycles = Plan(network, pe, simd, input_range).predict_cycles()
-                need = estimate_resources(network, pe, simd, board, input_range=input_range)
+                need, memories = _estimate(network, pe, simd, board, input_range)
             except ThresherError:
                 continue
-            priced.append(_Priced((pe, simd), cycles, need, spec))
+            priced.append(_Priced((pe, simd), cycles, need, spec,
+                                  _threshold_rom_in_logic(memories)))
     if not priced:
         raise ThresherError(f"no PE x SIMD array can run {network.name!r}")
     hard = [p for p in priced if p.hard_fit]
     fitting = [p for p in hard if p.logic <= margin * p.logic_available]
+    # a wide threshold ROM in logic does not route: tried only when nothing else fits
+    fitting = [p for p in fitting if p.logic_thresholds <= MAX_LOGIC_THRESHOLD_BITS] or fitting
     if not fitting:
         near = [p for p in hard if p.logic <= refuse_over * p.logic_available]
         if near:
@@ -391,8 +415,9 @@ def array_candidates(network, board: str, *, input_range=(0, 255),
 class _Priced:
     """One array with its cycles and estimated resources."""
 
-    def __init__(self, array, cycles, need, spec):
+    def __init__(self, array, cycles, need, spec, logic_thresholds=0):
         self.array, self.cycles, self.need = array, cycles, need
+        self.logic_thresholds = logic_thresholds      # threshold ROM bits in logic
         self.lanes = array[0] * array[1]
         self.logic = need[spec.logic]["used"]
         self.logic_available = need[spec.logic]["available"]

@@ -178,3 +178,21 @@ def test_logic_estimate_refuses_only_when_far_over():
     with pytest.raises(ThresherError, match=r"does not fit icebreaker .*ICESTORM_LC [\d,]+ "
                                             r"needed of 5,280"):
         array_candidates(net, "icebreaker", margin=0.1, refuse_over=0.1)
+
+
+def test_wide_threshold_roms_in_logic_are_not_tried_first():
+    """Six-bit activations (63 thresholds a channel) on 64 channels: at 16 x 4 or 8 x 8 the
+    threshold word (11,000-22,000 bits) goes to logic, which fits the ECP5-85F's LUTs but did not
+    route (docs/architecture.md); the arrays a build tries keep it in block RAM or narrow."""
+    from thresher.hw.resources import MAX_LOGIC_THRESHOLD_BITS, _estimate, _threshold_rom_in_logic
+    from thresher.model_tools.netgen import random_network
+    net = random_network(0, (16, 16, 16), (("conv", 64, 3, 1, 1), ("conv", 64, 3, 1, 1),
+                                           ("dense", 10)), act_kinds=("unsigned6",))
+    for wide in ((16, 4), (8, 8)):
+        need, memories = _estimate(net, *wide, "ulx3s-85f", (0, 255))
+        assert _threshold_rom_in_logic(memories) > MAX_LOGIC_THRESHOLD_BITS
+        assert all(v["used"] <= v["available"] for v in need.values())   # it would fit
+    arrays = array_candidates(net, "ulx3s-85f")
+    for pe, simd in arrays:
+        _, memories = _estimate(net, pe, simd, "ulx3s-85f", (0, 255))
+        assert _threshold_rom_in_logic(memories) <= MAX_LOGIC_THRESHOLD_BITS, (pe, simd)
