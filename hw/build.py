@@ -423,9 +423,8 @@ def build(network_or_core, board: str, out_dir, pe: int | None = None, simd: int
             attempts.append({"pe": design.pe, "simd": design.simd, "clock_mhz": target,
                              "outcome": f"over the device at {e.stage}" if e.routed else e.stage,
                              "needed": e.need})
-            progress.note(f"{design.label} does not fit {board} ({e.stage}: {_figures(e.need)}); "
-                          f"stepping down" if e.routed else
-                          f"{design.label}: {e.stage} ({_figures(e.need)}); stepping down")
+            why = f"does not fit {board} ({e.stage}: " if e.routed else f"{e.stage} ("
+            progress.note(f"{design.label} {why}{_figures(e.need)}); stepping down")
             continue
         except ToolFailed as e:
             raise ThresherError(f"the {board} build failed in {e.tool} (exit {e.returncode}: "

@@ -143,7 +143,9 @@ def cmd_run(args) -> int:
         raise ThresherError("--build is for the hardware engines (rtl, pysim: simulate that "
                             "build's accelerator; board: its UART rate)")
     elif args.build is not None:
-        args.pe, args.simd, dsp_lanes = _built_array(args, net)
+        accelerator = _built_configuration(args, net)      # simulate that build's accelerator
+        args.pe, args.simd = accelerator["pe"], accelerator["simd"]
+        dsp_lanes = accelerator["dsp_lanes"]
     args.pe, args.simd = args.pe or 8, args.simd or 8
     result = run_engine(net, x, args.engine, pe=args.pe, simd=args.simd, trace=args.trace,
                         port=args.port, baud=baud, dsp_lanes=dsp_lanes, built=built)
@@ -158,13 +160,6 @@ def cmd_run(args) -> int:
     if args.trace:
         print(f"wrote the waveform of the first input to {args.trace}")
     return 0
-
-
-def _built_array(args, net) -> tuple[int, int, int]:
-    """``(pe, simd, dsp_lanes)`` of the accelerator in the build directory ``args.build``, checked
-    against the model (the network hash the build recorded) and any --pe / --simd given."""
-    built = _built_configuration(args, net)
-    return built["pe"], built["simd"], built["dsp_lanes"]
 
 
 def _built_configuration(args, net) -> dict:
